@@ -1,0 +1,139 @@
+//! Configuration of the CPU pool.
+//!
+//! Zero means "pick for this machine" for both fields, so a config file can
+//! stay silent and still be right on a laptop and on a 64-core box. Both
+//! limits are checked by [`CpuPoolConfig::validate`], which
+//! [`CpuPool::new`](crate::CpuPool::new) calls, so a bad value fails at start
+//! and never at first use. Field names in errors are prefixed with `cpu.`, the
+//! table the engine nests this config under.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Default for [`CpuPoolConfig::threads`]: one thread per available core.
+pub const DEFAULT_CPU_THREADS: usize = 0;
+/// Default for [`CpuPoolConfig::queue_capacity`]: [`QUEUE_SLOTS_PER_THREAD`]
+/// slots per thread.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 0;
+/// Slots per thread when the queue capacity is automatic: enough that a
+/// thread finishing a job always finds the next one waiting, few enough that
+/// a queued job does not wait long.
+pub const QUEUE_SLOTS_PER_THREAD: usize = 4;
+/// Most threads a pool may have; more is a typo, not a machine.
+pub const MAX_CPU_THREADS: usize = 1024;
+/// Most slots a pool may have; a queue that deep hides overload instead of
+/// pushing back on the producers.
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+
+/// How big the CPU pool is and how many jobs it takes in at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuPoolConfig {
+    /// Worker threads; 0 means one per available core.
+    pub threads: usize,
+    /// Most jobs queued or running at once; 0 means
+    /// [`QUEUE_SLOTS_PER_THREAD`] per thread. Producers wait (asynchronously)
+    /// for a slot when all are taken.
+    pub queue_capacity: usize,
+}
+
+impl Default for CpuPoolConfig {
+    fn default() -> Self {
+        CpuPoolConfig { threads: DEFAULT_CPU_THREADS, queue_capacity: DEFAULT_QUEUE_CAPACITY }
+    }
+}
+
+impl CpuPoolConfig {
+    /// Rejects limits no machine needs, and a queue too small to keep every
+    /// thread busy (its extra threads would never get work).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.threads > MAX_CPU_THREADS {
+            return Err(Error::config("cpu.threads", format!("must be at most {MAX_CPU_THREADS}")));
+        }
+        if self.queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(Error::config("cpu.queue_capacity", format!("must be at most {MAX_QUEUE_CAPACITY}")));
+        }
+        // Only when both are explicit: an automatic thread count must not make
+        // the same file valid on one machine and invalid on another.
+        if self.threads != 0 && self.queue_capacity != 0 && self.queue_capacity < self.threads {
+            return Err(Error::config(
+                "cpu.queue_capacity",
+                format!("must be at least cpu.threads ({})", self.threads),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The thread count the pool will have on this machine.
+    pub fn resolved_threads(&self) -> usize {
+        if self.threads != 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_CPU_THREADS)
+    }
+
+    /// The number of slots the pool will have on this machine.
+    pub fn resolved_queue_capacity(&self) -> usize {
+        if self.queue_capacity != 0 {
+            return self.queue_capacity;
+        }
+        self.resolved_threads().saturating_mul(QUEUE_SLOTS_PER_THREAD).min(MAX_QUEUE_CAPACITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_resolves_to_the_machine() {
+        let config: CpuPoolConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, CpuPoolConfig::default());
+        config.validate().unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.resolved_threads(), cores);
+        assert_eq!(config.resolved_queue_capacity(), cores * QUEUE_SLOTS_PER_THREAD);
+    }
+
+    #[test]
+    fn explicit_values_are_kept() {
+        let config: CpuPoolConfig = serde_json::from_str(r#"{"threads": 3, "queue_capacity": 7}"#).unwrap();
+        config.validate().unwrap();
+        assert_eq!((config.resolved_threads(), config.resolved_queue_capacity()), (3, 7));
+
+        let config = CpuPoolConfig { threads: 2, ..CpuPoolConfig::default() };
+        assert_eq!(config.resolved_queue_capacity(), 8);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<CpuPoolConfig>(r#"{"thread": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `thread`"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let too_many = CpuPoolConfig { threads: MAX_CPU_THREADS + 1, queue_capacity: 0 };
+        let err = too_many.validate().unwrap_err();
+        assert!(err.is_config() && err.to_string().contains("cpu.threads"), "{err}");
+
+        let too_deep = CpuPoolConfig { threads: 0, queue_capacity: MAX_QUEUE_CAPACITY + 1 };
+        assert!(too_deep.validate().unwrap_err().to_string().contains("cpu.queue_capacity"));
+
+        let starved = CpuPoolConfig { threads: 4, queue_capacity: 2 };
+        let err = starved.validate().unwrap_err();
+        assert!(err.to_string().contains("cpu.queue_capacity must be at least cpu.threads"), "{err}");
+
+        CpuPoolConfig { threads: 0, queue_capacity: 1 }.validate().unwrap();
+        CpuPoolConfig { threads: MAX_CPU_THREADS, queue_capacity: MAX_QUEUE_CAPACITY }.validate().unwrap();
+    }
+
+    #[test]
+    fn round_trips_through_serde() {
+        let config = CpuPoolConfig { threads: 2, queue_capacity: 16 };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(json, r#"{"threads":2,"queue_capacity":16}"#);
+        assert_eq!(serde_json::from_str::<CpuPoolConfig>(&json).unwrap(), config);
+    }
+}

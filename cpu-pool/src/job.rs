@@ -1,0 +1,268 @@
+//! The futures [`CpuPool::submit`](crate::CpuPool::submit) returns, and the
+//! body every job runs on a pool thread.
+//!
+//! A job goes through two waits: for a slot (admission, on the producer's
+//! side, asynchronous) and for a thread (in the rayon queue). When a slot is
+//! free at submission the job is handed to the pool right away, so the common
+//! case costs one boxed closure (rayon's) and one oneshot channel; only a
+//! producer that must wait boxes its closure and its wait.
+//!
+//! # Cancellation
+//!
+//! Dropping the future before the job starts cancels it: the thread that
+//! picks it up sees the result channel closed, skips the closure and frees the
+//! slot. Once the closure runs it runs to the end (a thread cannot be
+//! interrupted); its result is dropped.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, AcquireError, OwnedSemaphorePermit};
+
+use crate::slot::Slot;
+use crate::telemetry::Outcome;
+use crate::{CpuPool, Error};
+
+/// How long each phase of one job took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobTimes {
+    /// Waiting for a slot (backpressure); zero when one was free.
+    pub admission_wait: Duration,
+    /// Holding a slot, waiting for a thread.
+    pub queue_wait: Duration,
+    /// Running on a thread.
+    pub run: Duration,
+}
+
+pub(crate) type Reply<T> = Result<(T, JobTimes), Error>;
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A job waiting for a slot, counted in `waiting_producers` while it lives.
+pub(crate) struct Waiting<T> {
+    acquire: Acquire,
+    // An `Option` only so it can move out of a type with `Drop`.
+    f: Option<Box<dyn FnOnce() -> T + Send>>,
+    since: Instant,
+    pool: CpuPool,
+}
+
+impl<T> Waiting<T> {
+    pub(crate) fn new(pool: &CpuPool, f: Box<dyn FnOnce() -> T + Send>) -> Self {
+        let shared = pool.shared();
+        shared.counters.waiting.fetch_add(1, Relaxed);
+        let acquire = Box::pin(shared.semaphore.clone().acquire_owned());
+        Waiting { acquire, f: Some(f), since: Instant::now(), pool: pool.clone() }
+    }
+}
+
+impl<T> Drop for Waiting<T> {
+    fn drop(&mut self) {
+        self.pool.shared().counters.waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Where a submitted job is; shared by [`Job`] and [`TimedJob`].
+pub(crate) enum Admission<T> {
+    Waiting(Waiting<T>),
+    Sent(oneshot::Receiver<Reply<T>>),
+    Refused(Error),
+    Done,
+}
+
+impl<T: Send + 'static> Admission<T> {
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Reply<T>> {
+        loop {
+            match self {
+                Admission::Waiting(waiting) => {
+                    let acquired = ready!(waiting.acquire.as_mut().poll(cx));
+                    let Admission::Waiting(mut waiting) = std::mem::replace(self, Admission::Done) else {
+                        unreachable!("matched above")
+                    };
+                    let Ok(permit) = acquired else {
+                        // Shutdown closed the semaphore while this producer waited.
+                        waiting.pool.shared().settle(Outcome::Rejected);
+                        return Poll::Ready(Err(Error::closed()));
+                    };
+                    permit.forget();
+                    let admitted = Instant::now();
+                    let waited = admitted.saturating_duration_since(waiting.since);
+                    let slot = Slot::new(waiting.pool.shared_arc(), admitted, waited);
+                    let f = waiting.f.take().expect("taken once");
+                    *self = Admission::Sent(waiting.pool.spawn(slot, f, waited));
+                }
+                Admission::Sent(rx) => {
+                    // The sender is only dropped unsent if the pool lost the job.
+                    let reply = ready!(Pin::new(rx).poll(cx)).unwrap_or_else(|_| Err(Error::cancelled()));
+                    *self = Admission::Done;
+                    return Poll::Ready(reply);
+                }
+                Admission::Refused(_) => {
+                    let Admission::Refused(err) = std::mem::replace(self, Admission::Done) else {
+                        unreachable!("matched above")
+                    };
+                    return Poll::Ready(Err(err));
+                }
+                Admission::Done => panic!("cpu job polled after completion"),
+            }
+        }
+    }
+}
+
+/// A job submitted to the [`CpuPool`]; resolves to the closure's value.
+///
+/// Dropping it before the job starts cancels the job; dropping it while it
+/// waits for a slot gives up the wait.
+#[must_use = "a job is cancelled when its future is dropped before it starts"]
+pub struct Job<T> {
+    admission: Admission<T>,
+}
+
+impl<T> Job<T> {
+    pub(crate) fn new(admission: Admission<T>) -> Self {
+        Job { admission }
+    }
+}
+
+impl<T: Send + 'static> Future for Job<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().admission.poll_reply(cx).map(|reply| reply.map(|(value, _)| value))
+    }
+}
+
+impl<T> std::fmt::Debug for Job<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+/// Like [`Job`], but also reports how long each phase took.
+#[must_use = "a job is cancelled when its future is dropped before it starts"]
+pub struct TimedJob<T> {
+    admission: Admission<T>,
+}
+
+impl<T> TimedJob<T> {
+    pub(crate) fn new(admission: Admission<T>) -> Self {
+        TimedJob { admission }
+    }
+}
+
+impl<T: Send + 'static> Future for TimedJob<T> {
+    type Output = Result<(T, JobTimes), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().admission.poll_reply(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for TimedJob<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedJob").finish_non_exhaustive()
+    }
+}
+
+/// The body of every job, on a pool thread. Counts are settled and the slot
+/// is freed before the reply is sent, so a producer that sees its result also
+/// sees them in [`CpuPool::stats`].
+pub(crate) fn run<F, T>(mut slot: Slot, f: F, admission_wait: Duration, reply: oneshot::Sender<Reply<T>>)
+where
+    F: FnOnce() -> T,
+{
+    let started = Instant::now();
+    let queue_wait = slot.pick_up(started);
+    let shared = slot.shared();
+    if reply.is_closed() {
+        shared.settle(Outcome::Cancelled);
+        return;
+    }
+    shared.counters.running.fetch_add(1, Relaxed);
+    shared.telemetry.started();
+    let result = catch_unwind(AssertUnwindSafe(f));
+    let run = started.elapsed();
+    shared.counters.running.fetch_sub(1, Relaxed);
+    shared.telemetry.ran(run);
+    let outcome = match result {
+        Ok(value) => {
+            shared.settle(Outcome::Completed);
+            Ok((value, JobTimes { admission_wait, queue_wait, run }))
+        }
+        Err(payload) => {
+            shared.settle(Outcome::Panicked);
+            Err(Error::panicked(payload))
+        }
+    };
+    drop(slot);
+    // The producer may have given up meanwhile; the value is then dropped here.
+    let _ = reply.send(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::tests::{pool, Gate};
+
+    #[tokio::test]
+    async fn submit_timed_reports_each_phase() {
+        let pool = pool(1, 1);
+        let nap = Duration::from_millis(20);
+        let first = pool.submit_timed(move || {
+            std::thread::sleep(nap);
+            1
+        });
+        // The only slot is taken, so this producer must wait for it.
+        let second = pool.submit_timed(|| 2);
+        assert_eq!(pool.stats().waiting_producers, 1);
+
+        let (first, second) = tokio::join!(first, second);
+        let (one, first) = first.unwrap();
+        let (two, second) = second.unwrap();
+        assert_eq!((one, two), (1, 2));
+        assert!(first.run >= nap, "{first:?}");
+        assert_eq!(first.admission_wait, Duration::ZERO);
+        assert!(second.admission_wait > Duration::ZERO, "{second:?}");
+        assert_eq!(pool.stats().completed, 2);
+    }
+
+    #[tokio::test]
+    async fn a_job_submitted_while_waiting_runs_once_admitted() {
+        let pool = pool(1, 1);
+        let gate = Gate::new();
+        let blocker = pool.submit({
+            let gate = gate.clone();
+            move || gate.wait()
+        });
+        let mut waiting = pool.submit(|| "late");
+        // Polled once while full: it parks on the semaphore.
+        assert!(futures_poll_once(&mut waiting).await.is_none());
+        gate.open();
+        blocker.await.unwrap();
+        assert_eq!(waiting.await.unwrap(), "late");
+        assert_eq!(pool.stats().waiting_producers, 0);
+    }
+
+    async fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut *f).poll(cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    #[test]
+    fn debug_does_not_need_a_debug_value() {
+        struct Opaque;
+        let pool = pool(1, 1);
+        assert_eq!(format!("{:?}", pool.submit(|| Opaque)), "Job { .. }");
+        assert_eq!(format!("{:?}", pool.submit_timed(|| Opaque)), "TimedJob { .. }");
+        assert!(format!("{pool:?}").starts_with("CpuPool { threads: 1, queue_capacity: 1"));
+    }
+}

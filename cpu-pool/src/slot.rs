@@ -1,0 +1,146 @@
+//! Bounded admission: the slots a job must hold while it is queued or running.
+//!
+//! A slot is a permit of a tokio [`Semaphore`] with `queue_capacity` permits,
+//! so a producer waiting for one is a parked future and costs the reactor
+//! nothing, and the semaphore's fairness serves waiting producers in order. The
+//! permit is forgotten on admission and given back by [`Slot`]'s `Drop`,
+//! which lets one type own the slot whichever way it was acquired and frees it
+//! on every path: finished, panicked, cancelled, or dropped by the pool.
+//!
+//! Shutdown closes the semaphore: waiting producers wake with an error, and
+//! the last slot returned wakes whoever waits for the pool to drain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
+
+use crate::stats::Counters;
+use crate::telemetry::{Outcome, Telemetry};
+use crate::PoolStats;
+
+/// What the pool's handles and its running jobs share.
+pub(crate) struct Shared {
+    pub(crate) semaphore: Arc<Semaphore>,
+    pub(crate) threads: usize,
+    pub(crate) capacity: usize,
+    pub(crate) counters: Counters,
+    pub(crate) telemetry: Telemetry,
+    /// Signalled when the pool is closed and the last slot comes back.
+    pub(crate) drained: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(threads: usize, capacity: usize) -> Self {
+        Shared {
+            semaphore: Arc::new(Semaphore::new(capacity)),
+            threads,
+            capacity,
+            counters: Counters::default(),
+            telemetry: Telemetry::new(threads, capacity),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Slots taken right now: jobs queued or running.
+    pub(crate) fn held(&self) -> usize {
+        self.capacity.saturating_sub(self.semaphore.available_permits())
+    }
+
+    pub(crate) fn settle(&self, outcome: Outcome) {
+        self.counters.settled(outcome);
+        self.telemetry.settled(outcome);
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        self.counters.snapshot(self.threads, self.capacity, self.held())
+    }
+
+    /// Takes a free slot without waiting; a closed pool reports `Closed` even
+    /// when slots are free.
+    pub(crate) fn try_slot(self: &Arc<Self>) -> Result<Slot, TryAcquireError> {
+        self.semaphore.try_acquire()?.forget();
+        Ok(Slot::new(self.clone(), Instant::now(), Duration::ZERO))
+    }
+}
+
+/// One held slot; dropping it gives the slot back.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    admitted: Instant,
+    picked_up: bool,
+}
+
+impl Slot {
+    /// Wraps a permit already taken (and forgotten) from the semaphore at
+    /// `admitted`, after the producer waited `waited` for it.
+    pub(crate) fn new(shared: Arc<Shared>, admitted: Instant, waited: Duration) -> Self {
+        shared.telemetry.admitted(waited);
+        Slot { shared, admitted, picked_up: false }
+    }
+
+    /// A thread took the job at `now`; returns how long it was queued.
+    pub(crate) fn pick_up(&mut self, now: Instant) -> Duration {
+        let queued = now.saturating_duration_since(self.admitted);
+        self.picked_up = true;
+        self.shared.telemetry.dequeued(queued);
+        queued
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.picked_up {
+            // The pool dropped the job without running it; account for it so
+            // the queue-depth gauge and the counts still add up.
+            self.shared.telemetry.dequeued(Duration::ZERO);
+            self.shared.settle(Outcome::Cancelled);
+        }
+        let shared = &self.shared;
+        shared.semaphore.add_permits(1);
+        // Order matters: the permit is back before the check, and shutdown
+        // closes before it checks, so one of the two sees the drained pool.
+        if shared.semaphore.is_closed() && shared.held() == 0 {
+            shared.drained.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back_on_drop() {
+        let shared = Arc::new(Shared::new(1, 2));
+        let mut a = shared.try_slot().unwrap();
+        let b = shared.try_slot().unwrap();
+        assert_eq!(shared.held(), 2);
+        assert!(matches!(shared.try_slot(), Err(TryAcquireError::NoPermits)));
+
+        a.pick_up(Instant::now());
+        drop(a);
+        assert_eq!(shared.held(), 1);
+        assert_eq!(shared.stats().cancelled, 0);
+
+        // Dropped without being picked up: the pool lost it, so it counts as cancelled.
+        drop(b);
+        assert_eq!(shared.held(), 0);
+        assert_eq!(shared.stats().cancelled, 1);
+    }
+
+    #[test]
+    fn a_closed_pool_hands_out_no_slot() {
+        let shared = Arc::new(Shared::new(1, 2));
+        let slot = shared.try_slot().unwrap();
+        shared.semaphore.close();
+        assert!(matches!(shared.try_slot(), Err(TryAcquireError::Closed)));
+        // Slots given back after closing still count as free.
+        drop(slot);
+        assert_eq!(shared.held(), 0);
+    }
+}

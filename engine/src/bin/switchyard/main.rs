@@ -1,0 +1,10 @@
+//! The `switchyard` binary.
+
+mod cli;
+mod metrics_server;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

@@ -1,0 +1,182 @@
+//! The engine's configuration: one serde struct, validated once in
+//! [`EngineBuilder::build`](crate::EngineBuilder::build) so a bad value fails
+//! at start and names its key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use switchyard_cpu_pool::CpuPoolConfig;
+use switchyard_io_reactor::{HttpConfig, MysqlConfig, RedisConfig, WatchdogConfig};
+
+use crate::error::Error;
+
+/// Default most tasks admitted at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
+/// Default reactor worker threads under `hybrid`.
+pub const DEFAULT_REACTOR_THREADS: usize = 1;
+/// Default grace period for in-flight tasks at shutdown.
+pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 30_000;
+/// Default workers of the `threads` model (prefork's one-task-per-worker shape).
+pub const DEFAULT_THREAD_WORKERS: usize = 16;
+/// Largest `max_in_flight` accepted: each admitted task costs memory.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
+
+/// Where a task's CPU steps run. The same task code runs under each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutionModel {
+    /// CPU steps on the dedicated pool, waits on the reactor: the product.
+    Hybrid,
+    /// CPU steps inline on a single reactor thread: gevent's shape, where a
+    /// CPU burst freezes every other task's I/O.
+    ReactorOnly,
+    /// N worker threads, one task at a time each, CPU inline: prefork's shape.
+    Threads,
+}
+
+impl ExecutionModel {
+    /// Every model, in benchmark order.
+    pub const ALL: [ExecutionModel; 3] =
+        [ExecutionModel::Hybrid, ExecutionModel::ReactorOnly, ExecutionModel::Threads];
+
+    /// The model's name as flags and reports spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutionModel::Hybrid => "hybrid",
+            ExecutionModel::ReactorOnly => "reactor-only",
+            ExecutionModel::Threads => "threads",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutionModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExecutionModel::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown model {s:?} (expected hybrid, reactor-only or threads)"))
+    }
+}
+
+/// Everything the engine needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Placement of CPU steps.
+    pub model: ExecutionModel,
+    /// Reactor worker threads under `hybrid` (`reactor-only` always uses one).
+    pub reactor_threads: usize,
+    /// Most tasks admitted at once; when full the engine stops reading its source.
+    pub max_in_flight: usize,
+    /// Workers of the `threads` model.
+    pub thread_workers: usize,
+    /// Grace period for in-flight tasks when the engine shuts down.
+    pub shutdown_deadline_ms: u64,
+    /// The CPU pool (`hybrid` only).
+    pub cpu: CpuPoolConfig,
+    /// Outbound HTTP.
+    pub http: HttpConfig,
+    /// MySQL, when tasks use it.
+    pub mysql: Option<MysqlConfig>,
+    /// Redis, when tasks use it.
+    pub redis: Option<RedisConfig>,
+    /// Reactor stall watchdog.
+    pub watchdog: WatchdogConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            model: ExecutionModel::Hybrid,
+            reactor_threads: DEFAULT_REACTOR_THREADS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            thread_workers: DEFAULT_THREAD_WORKERS,
+            shutdown_deadline_ms: DEFAULT_SHUTDOWN_DEADLINE_MS,
+            cpu: CpuPoolConfig::default(),
+            http: HttpConfig::default(),
+            mysql: None,
+            redis: None,
+            watchdog: WatchdogConfig::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Rejects any value that cannot work, naming its key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.reactor_threads == 0 {
+            return Err(Error::config("reactor_threads"));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > MAX_IN_FLIGHT_LIMIT {
+            return Err(Error::config("max_in_flight"));
+        }
+        if self.thread_workers == 0 {
+            return Err(Error::config("thread_workers"));
+        }
+        self.cpu.validate().map_err(|e| Error::config_from("cpu", e))?;
+        self.http.validate().map_err(Error::io)?;
+        self.watchdog.validate().map_err(Error::io)?;
+        if let Some(mysql) = &self.mysql {
+            mysql.validate().map_err(Error::io)?;
+        }
+        if let Some(redis) = &self.redis {
+            redis.validate().map_err(Error::io)?;
+        }
+        Ok(())
+    }
+
+    /// Tasks admitted at once under the configured model: `threads` runs
+    /// one task per worker, so admitting more would only queue them.
+    pub fn effective_max_in_flight(&self) -> usize {
+        match self.model {
+            ExecutionModel::Threads => self.max_in_flight.min(self.thread_workers),
+            _ => self.max_in_flight,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_round_trip_through_their_names() {
+        for m in ExecutionModel::ALL {
+            assert_eq!(m.as_str().parse::<ExecutionModel>().unwrap(), m);
+        }
+        assert!("gevent".parse::<ExecutionModel>().is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad = EngineConfig { max_in_flight: 0, ..EngineConfig::default() };
+        assert_eq!(bad.validate().unwrap_err().config_field(), Some("max_in_flight"));
+        let bad = EngineConfig { reactor_threads: 0, ..EngineConfig::default() };
+        assert_eq!(bad.validate().unwrap_err().config_field(), Some("reactor_threads"));
+        let bad = EngineConfig { redis: Some(RedisConfig::new("http://x")), ..EngineConfig::default() };
+        assert_eq!(bad.validate().unwrap_err().config_field(), Some("redis.url"));
+        EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn threads_model_admits_one_task_per_worker() {
+        let c = EngineConfig { model: ExecutionModel::Threads, thread_workers: 8, ..EngineConfig::default() };
+        assert_eq!(c.effective_max_in_flight(), 8);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<EngineConfig>(r#"{"max_inflight": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let ok: EngineConfig = serde_json::from_str(r#"{"model": "reactor-only"}"#).unwrap();
+        assert_eq!(ok.model, ExecutionModel::ReactorOnly);
+    }
+}

@@ -1,0 +1,231 @@
+//! The built-in demo: a mixed I/O + CPU job against a loopback upstream
+//! that Switchyard starts itself, so a newcomer sees the engine work with no
+//! servers to set up.
+//!
+//! Each task asks the upstream for a batch of records (the upstream answers
+//! after a delay, as a slow API does), then digests them on the CPU side:
+//! parse the JSON and run a hash chain over each record. The upstream runs on
+//! its own runtime thread, so it never shares the engine's reactor.
+
+use std::convert::Infallible;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Engine, Error, MemorySource, RunReport, TaskContext, TaskError};
+
+/// Most concurrent connections the demo upstream serves.
+const UPSTREAM_MAX_CONNECTIONS: usize = 4_096;
+
+/// A loopback HTTP server answering `GET /records?n=N&delay_ms=D` after `D`
+/// milliseconds with `N` JSON records. Stops when dropped.
+pub struct DemoUpstream {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DemoUpstream {
+    /// Starts the server on 127.0.0.1 and a free port, on its own thread.
+    pub fn start() -> std::io::Result<DemoUpstream> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new()
+            .name("switchyard-demo-upstream".into())
+            .spawn(move || runtime.block_on(serve(listener, stop_rx)))?;
+        Ok(DemoUpstream { addr, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DemoUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, mut stop: oneshot::Receiver<()>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(UPSTREAM_MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+            _ = &mut stop => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = &mut stop => return,
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(answer);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let query = request.uri().query().unwrap_or("");
+    let param = |key: &str| {
+        query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    if request.uri().path() != "/records" {
+        return Ok(Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found"))).expect("static"));
+    }
+    let n = param("n").unwrap_or(10).min(10_000);
+    let delay = Duration::from_millis(param("delay_ms").unwrap_or(0).min(60_000));
+    tokio::time::sleep(delay).await;
+    let mut body = String::with_capacity(64 * n as usize + 2);
+    body.push('[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#, i % 1000, i % 100));
+    }
+    body.push(']');
+    Ok(Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("valid"))
+}
+
+/// What the demo does, per task and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoParams {
+    /// Tasks released per second.
+    pub rate: u32,
+    /// Tasks in all; `None` runs until intake is stopped.
+    pub tasks: Option<u64>,
+    /// Records per upstream answer.
+    pub records: u32,
+    /// Upstream delay per request.
+    pub delay_ms: u64,
+    /// Hash-chain rounds per record: the CPU cost knob.
+    pub rounds: u32,
+}
+
+impl Default for DemoParams {
+    fn default() -> Self {
+        DemoParams { rate: 100, tasks: None, records: 50, delay_ms: 150, rounds: 2_000 }
+    }
+}
+
+/// Digests a JSON array of records: the demo's CPU step.
+pub fn digest_records(body: &[u8], rounds: u32) -> Result<u64, serde_json::Error> {
+    let records: Vec<serde_json::Value> = serde_json::from_slice(body)?;
+    let mut digest = 0u64;
+    for record in &records {
+        let mut h = DefaultHasher::new();
+        record.to_string().hash(&mut h);
+        let mut v = h.finish();
+        for _ in 1..rounds {
+            let mut h = DefaultHasher::new();
+            v.hash(&mut h);
+            v = h.finish();
+        }
+        digest ^= v;
+    }
+    Ok(digest)
+}
+
+/// One demo task: wait on the upstream, then digest on the CPU side.
+pub async fn demo_task(cx: TaskContext, url: String, rounds: u32) -> Result<(), TaskError> {
+    let response = cx.http().get(&url).await?.error_for_status()?;
+    cx.cpu_stage("digest", move || digest_records(&response.body, rounds)).await??;
+    Ok(())
+}
+
+/// Feeds the demo's tasks into `engine` at `params.rate` until
+/// `params.tasks` are released or `stop` is cancelled, then lets in-flight
+/// tasks finish within `shutdown_deadline`. Logs progress every `log_every`.
+pub async fn run_demo(
+    engine: &Engine,
+    upstream: &DemoUpstream,
+    params: DemoParams,
+    stop: CancellationToken,
+    shutdown_deadline: Duration,
+    log_every: Duration,
+) -> Result<RunReport, Error> {
+    let (producer, source) = MemorySource::bounded(engine.config().effective_max_in_flight().max(16));
+    let rounds = params.rounds;
+    let running = engine.start(source, move |cx, url| demo_task(cx, url, rounds)).await?;
+    let url = format!("{}/records?n={}&delay_ms={}", upstream.base_url(), params.records, params.delay_ms);
+    let period = Duration::from_secs_f64(1.0 / f64::from(params.rate.max(1)));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut progress = tokio::time::interval(log_every);
+    progress.tick().await;
+    let mut released = 0u64;
+    while params.tasks.is_none_or(|n| released < n) {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = progress.tick() => {
+                let s = running.stats();
+                tracing::info!(released, in_flight = s.in_flight, ok = s.ok, failed = s.failed + s.panicked, "demo progress");
+                continue;
+            }
+            _ = ticker.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            sent = producer.send(url.clone(), format!("demo-{released}")) => if sent.is_err() { break },
+        }
+        released += 1;
+    }
+    drop(producer);
+    if stop.is_cancelled() {
+        return Ok(running.shutdown(shutdown_deadline).await);
+    }
+    let drained = tokio::select! {
+        _ = running.finished() => true,
+        _ = stop.cancelled() => false,
+    };
+    if drained {
+        Ok(running.finished().await)
+    } else {
+        Ok(running.shutdown(shutdown_deadline).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_depends_on_content_and_rounds() {
+        let a = digest_records(br#"[{"id":1},{"id":2}]"#, 10).unwrap();
+        assert_eq!(a, digest_records(br#"[{"id":1},{"id":2}]"#, 10).unwrap());
+        assert_ne!(a, digest_records(br#"[{"id":1},{"id":3}]"#, 10).unwrap());
+        assert_ne!(a, digest_records(br#"[{"id":1},{"id":2}]"#, 11).unwrap());
+        assert!(digest_records(b"not json", 1).is_err());
+    }
+}

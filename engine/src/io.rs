@@ -1,0 +1,28 @@
+//! The I/O clients a task reaches through its context.
+
+use switchyard_io_reactor::{HttpClient, MysqlPool, RedisClient};
+
+use crate::config::EngineConfig;
+use crate::error::Error;
+
+/// The I/O clients of one reactor (one set per worker under `threads`, as
+/// each prefork process has its own connections). Must be built on the
+/// runtime that will drive them: their connection tasks live there.
+#[derive(Clone)]
+pub(crate) struct IoClients {
+    pub(crate) http: HttpClient,
+    pub(crate) mysql: Option<MysqlPool>,
+    pub(crate) redis: Option<RedisClient>,
+}
+
+impl IoClients {
+    pub(crate) async fn connect(config: &EngineConfig) -> Result<IoClients, Error> {
+        let http = HttpClient::new(&config.http).map_err(Error::io)?;
+        let mysql = config.mysql.as_ref().map(MysqlPool::new).transpose().map_err(Error::io)?;
+        let redis = match &config.redis {
+            Some(redis) => Some(RedisClient::connect(redis).await.map_err(Error::io)?),
+            None => None,
+        };
+        Ok(IoClients { http, mysql, redis })
+    }
+}

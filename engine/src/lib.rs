@@ -1,0 +1,60 @@
+//! Switchyard: a task engine for work that mixes long network waits with
+//! CPU-heavy processing.
+//!
+//! Every wait runs on a tokio reactor, every CPU step on a dedicated rayon
+//! pool, and bounded hand-off between them turns overload into backpressure
+//! instead of latency or memory growth: a CPU burst in one task never
+//! delays another task's I/O.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use switchyard::{Engine, MemorySource, TaskContext, TaskError};
+//!
+//! let engine = Engine::builder().max_in_flight(256).build()?;
+//! let (producer, source) = MemorySource::bounded(1024);
+//! engine.block_on(async {
+//!     let running = engine
+//!         .start(source, |cx: TaskContext, url: String| async move {
+//!             let body = cx.http().get(&url).await?.body; // waits on the reactor
+//!             let words = cx.cpu(move || body.split(|b| *b == b' ').count()).await?; // runs on the pool
+//!             println!("{url}: {words} words");
+//!             Ok::<_, TaskError>(())
+//!         })
+//!         .await?;
+//!     producer.send("http://127.0.0.1:8080/".to_string(), "page-1").await.ok();
+//!     drop(producer);
+//!     let report = running.finished().await;
+//!     println!("{} ok", report.stats.ok);
+//!     engine.shutdown(Duration::from_secs(5)).await;
+//!     Ok::<_, switchyard::Error>(())
+//! })??;
+//! # Ok::<_, switchyard::Error>(())
+//! ```
+//!
+//! The same task code runs under three [`ExecutionModel`]s: `hybrid` (the
+//! product), `reactor-only` (gevent's shape) and `threads` (prefork's shape),
+//! which is how the benchmarks compare them.
+
+mod config;
+mod context;
+pub mod demo;
+mod engine;
+mod error;
+mod io;
+mod run;
+pub mod source;
+pub mod telemetry;
+
+pub use config::{
+    EngineConfig, ExecutionModel, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS, DEFAULT_SHUTDOWN_DEADLINE_MS,
+    DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+};
+pub use context::TaskContext;
+pub use engine::{Engine, EngineBuilder};
+pub use error::Error;
+pub use run::{FailureRecord, RunReport, RunStats, Running, TaskError};
+pub use source::{Delivery, MemoryProducer, MemorySource, Settle, Source};
+
+pub use switchyard_cpu_pool as cpu_pool;
+pub use switchyard_io_reactor as io_reactor;
+pub use switchyard_protocol as protocol;

@@ -1,0 +1,244 @@
+//! A running engine: admission, task execution, settlement and shutdown.
+//!
+//! [`Engine::start`](crate::Engine::start) returns a [`Running`]. The
+//! admission loop reads the source only while fewer than `max_in_flight`
+//! tasks exist, so a full engine stops pulling and nothing queues without
+//! bound. Each task gets a [`TaskContext`](crate::TaskContext); its result
+//! settles its item: ack on success, nack with a delay when the task asked
+//! for a retry, ack-as-failed otherwise.
+//!
+//! # Shutdown
+//!
+//! [`Running::shutdown`] stops intake, lets in-flight tasks finish within a
+//! deadline, then abandons the rest without settling them (a durable source
+//! delivers them again) and reports which ones they were.
+
+mod admission;
+mod task;
+mod workers;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard_protocol::TaskOutcome;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use admission::{spawn_admission, Dispatch};
+pub use task::TaskError;
+pub(crate) use task::{run_task, TaskFn};
+pub(crate) use workers::spawn_workers;
+
+/// Most recent failures kept for status reports.
+const RECENT_FAILURES: usize = 32;
+
+/// A task failure kept for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// The item's label.
+    pub label: String,
+    /// How the task ended.
+    pub outcome: TaskOutcome,
+    /// Why (the error's message; never secrets).
+    pub reason: String,
+}
+
+/// Counters of a run so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Tasks admitted so far.
+    pub admitted: u64,
+    /// Tasks running now.
+    pub in_flight: usize,
+    /// The most tasks that were running at once.
+    pub peak_in_flight: usize,
+    /// Settled ok.
+    pub ok: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Handed back for a retry.
+    pub retried: u64,
+    /// Panicked.
+    pub panicked: u64,
+    /// Abandoned at shutdown.
+    pub abandoned: u64,
+    /// Source reads that failed.
+    pub source_errors: u64,
+}
+
+/// What a run did, returned when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Final counters.
+    pub stats: RunStats,
+    /// Labels of the tasks that had not finished by the shutdown deadline.
+    pub unfinished: Vec<String>,
+    /// Whether every admitted task settled before the deadline.
+    pub finished_in_time: bool,
+    /// From start to the end of the run.
+    pub elapsed: Duration,
+}
+
+pub(crate) struct RunShared {
+    started: Instant,
+    admitted: AtomicU64,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    outcomes: [AtomicU64; 5],
+    source_errors: AtomicU64,
+    intake_closed: AtomicBool,
+    next_id: AtomicU64,
+    active: Mutex<HashMap<u64, String>>,
+    recent_failures: Mutex<VecDeque<FailureRecord>>,
+    done: watch::Sender<bool>,
+    /// Cancelled to stop reading the source.
+    pub(crate) stop_intake: CancellationToken,
+    /// Cancelled to abandon tasks still running after the deadline.
+    pub(crate) abort: CancellationToken,
+}
+
+impl RunShared {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(RunShared {
+            started: Instant::now(),
+            admitted: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            outcomes: Default::default(),
+            source_errors: AtomicU64::new(0),
+            intake_closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            active: Mutex::new(HashMap::new()),
+            recent_failures: Mutex::new(VecDeque::with_capacity(RECENT_FAILURES)),
+            done: watch::Sender::new(false),
+            stop_intake: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        })
+    }
+
+    /// Registers an admitted task; returns its id.
+    pub(crate) fn task_started(&self, label: &str) -> u64 {
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.active.lock().expect("active tasks lock").insert(id, label.to_string());
+        id
+    }
+
+    pub(crate) fn task_settled(&self, id: u64, outcome: TaskOutcome, failure: Option<String>) {
+        let label = self.active.lock().expect("active tasks lock").remove(&id);
+        self.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        if let (Some(reason), Some(label)) = (failure, label) {
+            let mut recent = self.recent_failures.lock().expect("failures lock");
+            if recent.len() == RECENT_FAILURES {
+                recent.pop_front();
+            }
+            recent.push_back(FailureRecord { label, outcome, reason });
+        }
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.intake_closed.load(Ordering::SeqCst) {
+            self.done.send_replace(true);
+        }
+    }
+
+    pub(crate) fn source_error(&self) {
+        self.source_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_intake(&self) {
+        self.intake_closed.store(true, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            self.done.send_replace(true);
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn stats(&self) -> RunStats {
+        let outcome = |o| self.outcomes[outcome_index(o)].load(Ordering::Relaxed);
+        RunStats {
+            admitted: self.admitted.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
+            peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
+            ok: outcome(TaskOutcome::Ok),
+            failed: outcome(TaskOutcome::Failed),
+            retried: outcome(TaskOutcome::Retried),
+            panicked: outcome(TaskOutcome::Panicked),
+            abandoned: outcome(TaskOutcome::Abandoned),
+            source_errors: self.source_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn wait_done(&self) {
+        let mut rx = self.done.subscribe();
+        // The sender lives in `self`, so wait_for can only end with the value set.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+fn outcome_index(outcome: TaskOutcome) -> usize {
+    TaskOutcome::ALL.iter().position(|o| *o == outcome).expect("outcome listed in ALL")
+}
+
+/// A started run. Dropping it does not stop the run; call
+/// [`Running::shutdown`] for that.
+pub struct Running {
+    shared: Arc<RunShared>,
+}
+
+impl Running {
+    pub(crate) fn new(shared: Arc<RunShared>) -> Self {
+        Running { shared }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RunStats {
+        self.shared.stats()
+    }
+
+    /// The most recent task failures, oldest first.
+    pub fn recent_failures(&self) -> Vec<FailureRecord> {
+        self.shared.recent_failures.lock().expect("failures lock").iter().cloned().collect()
+    }
+
+    /// Stops reading the source; tasks already admitted go on.
+    pub fn stop_intake(&self) {
+        self.shared.stop_intake.cancel();
+    }
+
+    /// Waits until the source is finished (or intake stopped) and every
+    /// admitted task has settled.
+    pub async fn finished(&self) -> RunReport {
+        self.shared.wait_done().await;
+        self.report(Vec::new(), true)
+    }
+
+    /// Stops intake, waits up to `deadline` for in-flight tasks, then
+    /// abandons the rest (their items are not settled) and reports them.
+    pub async fn shutdown(self, deadline: Duration) -> RunReport {
+        let until = tokio::time::Instant::now() + deadline;
+        self.shared.stop_intake.cancel();
+        let in_time = tokio::time::timeout_at(until, self.shared.wait_done()).await.is_ok();
+        let mut unfinished = Vec::new();
+        if !in_time {
+            unfinished = self.shared.active.lock().expect("active tasks lock").values().cloned().collect();
+            unfinished.sort();
+            self.shared.abort.cancel();
+            // Abandoning is immediate for tasks parked on I/O; a task stuck in
+            // a CPU step notices at its next await, so this wait is bounded too.
+            let _ = tokio::time::timeout(ABANDON_GRACE, self.shared.wait_done()).await;
+        }
+        self.report(unfinished, in_time)
+    }
+
+    fn report(&self, unfinished: Vec<String>, finished_in_time: bool) -> RunReport {
+        RunReport { stats: self.shared.stats(), unfinished, finished_in_time, elapsed: self.shared.started.elapsed() }
+    }
+}
+
+/// How long abandoned tasks get to notice before shutdown returns anyway.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);

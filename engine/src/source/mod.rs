@@ -1,0 +1,78 @@
+//! Where tasks come from, and how they are settled.
+//!
+//! A [`Source`] hands the engine [`Delivery`]s: an item plus the means to
+//! settle it. The engine acknowledges an item once its task succeeded (or
+//! failed for good), hands it back with a retry delay when the task asked
+//! for a retry, and does nothing at all when it could not finish it (shutdown
+//! deadline, process death), so a durable source delivers it again.
+//!
+//! The one decision: the engine asks for *at most* as many items as it has
+//! free in-flight slots ([`Source::next_batch`] with `max`), so a full engine
+//! stops reading instead of buffering. A Redis Streams consumer group fits
+//! this shape directly: `XREADGROUP COUNT max`, `XACK` on ack, no ack plus a
+//! delayed re-add on nack, `XAUTOCLAIM` for items whose consumer died.
+//!
+//! # Backpressure
+//!
+//! [`MemorySource`] is bounded: its producer waits when the queue is full.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+pub use memory::{MemoryProducer, MemorySource, SendError, DEFAULT_MAX_ATTEMPTS};
+
+/// A boxed future, as settlement returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A source's failure to read or settle.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The means to settle one delivered item.
+pub trait Settle: Send + 'static {
+    /// The task is done with the item (succeeded, or failed for good).
+    fn ack(self: Box<Self>) -> BoxFuture<Result<(), SourceError>>;
+    /// The task failed and the item should be delivered again after `retry_after`.
+    fn nack(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>>;
+}
+
+/// One item with its settlement.
+pub struct Delivery<T> {
+    /// The work item.
+    pub item: T,
+    /// A short label for logs and shutdown reports ("z3/17"); never secrets.
+    pub label: String,
+    /// 1 for the first delivery, 2 after one nack, ...
+    pub attempt: u32,
+    /// When the item became available to the engine; admission wait counts from here.
+    pub available_at: Instant,
+    pub(crate) settle: Box<dyn Settle>,
+}
+
+impl<T> Delivery<T> {
+    /// Wraps an item and its settlement.
+    pub fn new(item: T, label: impl Into<String>, attempt: u32, available_at: Instant, settle: Box<dyn Settle>) -> Self {
+        Delivery { item, label: label.into(), attempt, available_at, settle }
+    }
+}
+
+impl<T> std::fmt::Debug for Delivery<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("label", &self.label).field("attempt", &self.attempt).finish()
+    }
+}
+
+/// A stream of work for the engine.
+pub trait Source: Send + 'static {
+    /// The work item type.
+    type Item: Send + 'static;
+
+    /// Waits until at least one item is available and returns at most `max`
+    /// (`max >= 1`). `Ok(None)` means the source is finished for good.
+    fn next_batch(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Vec<Delivery<Self::Item>>>, SourceError>> + Send;
+}

@@ -1,0 +1,319 @@
+//! Configuration of the I/O side, one serde struct per component.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), units are in field names
+//! and every default is a named constant. Each struct has `validate()`,
+//! called by the constructor of its component, so a bad value fails at start
+//! and names the field.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default reactor worker threads.
+pub const DEFAULT_REACTOR_THREADS: usize = 1;
+/// Default HTTP connect timeout.
+pub const DEFAULT_HTTP_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Default HTTP total (headers and body) timeout.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default response-body cap.
+pub const DEFAULT_HTTP_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default cap of requests in flight to one host (scheme, host and port).
+pub const DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST: usize = 512;
+/// Default idle time after which a pooled HTTP connection is closed.
+pub const DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
+/// Default idle HTTP connections kept per host.
+pub const DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST: usize = 512;
+/// Default most MySQL connections.
+pub const DEFAULT_MYSQL_POOL_MAX: usize = 10;
+/// Default wait for a pooled MySQL connection.
+pub const DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS: u64 = 2_000;
+/// Default deadline of one scoped MySQL operation.
+pub const DEFAULT_MYSQL_OPERATION_TIMEOUT_MS: u64 = 10_000;
+/// Default Redis connect timeout.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Default Redis response timeout: long enough for blocking reads of a few
+/// seconds (redis's own default of 500 ms breaks `XREADGROUP BLOCK`).
+pub const DEFAULT_REDIS_RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// Default reactor heartbeat period.
+pub const DEFAULT_WATCHDOG_INTERVAL_MS: u64 = 10;
+/// Default lag above which a heartbeat counts as a stall.
+pub const DEFAULT_WATCHDOG_STALL_THRESHOLD_MS: u64 = 50;
+
+/// The reactor runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReactorConfig {
+    /// Worker threads of the tokio runtime (at least 1).
+    pub threads: usize,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> Self {
+        ReactorConfig { threads: DEFAULT_REACTOR_THREADS }
+    }
+}
+
+impl ReactorConfig {
+    /// Rejects a value that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == 0 {
+            return Err(Error::config("reactor.threads"));
+        }
+        Ok(())
+    }
+}
+
+/// The outbound HTTP client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Deadline to open a connection (TCP and TLS).
+    pub connect_timeout_ms: u64,
+    /// Deadline of a whole exchange: sending, headers and the full body.
+    pub request_timeout_ms: u64,
+    /// Largest response body accepted; a larger one is an error.
+    pub max_body_bytes: usize,
+    /// Most requests in flight to one host; more wait their turn.
+    pub max_in_flight_per_host: usize,
+    /// Idle time after which a pooled connection is closed.
+    pub pool_idle_timeout_ms: u64,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout_ms: DEFAULT_HTTP_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+            max_body_bytes: DEFAULT_HTTP_MAX_BODY_BYTES,
+            max_in_flight_per_host: DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST,
+            pool_idle_timeout_ms: DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS,
+            pool_max_idle_per_host: DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Rejects a value that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.connect_timeout_ms == 0 {
+            return Err(Error::config("http.connect_timeout_ms"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(Error::config("http.request_timeout_ms"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(Error::config("http.max_body_bytes"));
+        }
+        if self.max_in_flight_per_host == 0 {
+            return Err(Error::config("http.max_in_flight_per_host"));
+        }
+        if self.pool_idle_timeout_ms == 0 {
+            return Err(Error::config("http.pool_idle_timeout_ms"));
+        }
+        Ok(())
+    }
+}
+
+/// The MySQL pool.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    /// `mysql://user:password@host:port/database`; the password is never logged.
+    pub url: String,
+    /// Most connections open at once.
+    #[serde(default = "default_mysql_pool_max")]
+    pub pool_max: usize,
+    /// How long a caller waits for a connection before an overload error.
+    #[serde(default = "default_mysql_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// Deadline of one scoped operation, from acquire to release.
+    #[serde(default = "default_mysql_operation_timeout_ms")]
+    pub operation_timeout_ms: u64,
+}
+
+fn default_mysql_pool_max() -> usize {
+    DEFAULT_MYSQL_POOL_MAX
+}
+fn default_mysql_acquire_timeout_ms() -> u64 {
+    DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS
+}
+fn default_mysql_operation_timeout_ms() -> u64 {
+    DEFAULT_MYSQL_OPERATION_TIMEOUT_MS
+}
+
+impl MysqlConfig {
+    /// A config for `url` with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        MysqlConfig {
+            url: url.into(),
+            pool_max: DEFAULT_MYSQL_POOL_MAX,
+            acquire_timeout_ms: DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS,
+            operation_timeout_ms: DEFAULT_MYSQL_OPERATION_TIMEOUT_MS,
+        }
+    }
+
+    /// Rejects a value that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.url.starts_with("mysql://") || self.url.starts_with("mariadb://")) {
+            return Err(Error::config("mysql.url"));
+        }
+        if self.pool_max == 0 {
+            return Err(Error::config("mysql.pool_max"));
+        }
+        if self.acquire_timeout_ms == 0 {
+            return Err(Error::config("mysql.acquire_timeout_ms"));
+        }
+        if self.operation_timeout_ms == 0 {
+            return Err(Error::config("mysql.operation_timeout_ms"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("url", &redact_url(&self.url))
+            .field("pool_max", &self.pool_max)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("operation_timeout_ms", &self.operation_timeout_ms)
+            .finish()
+    }
+}
+
+/// The Redis connection.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`; the password is never logged.
+    pub url: String,
+    /// Deadline to (re)connect.
+    #[serde(default = "default_redis_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Deadline of one command's response; must exceed any `BLOCK` time used.
+    #[serde(default = "default_redis_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+}
+
+fn default_redis_connect_timeout_ms() -> u64 {
+    DEFAULT_REDIS_CONNECT_TIMEOUT_MS
+}
+fn default_redis_response_timeout_ms() -> u64 {
+    DEFAULT_REDIS_RESPONSE_TIMEOUT_MS
+}
+
+impl RedisConfig {
+    /// A config for `url` with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            connect_timeout_ms: DEFAULT_REDIS_CONNECT_TIMEOUT_MS,
+            response_timeout_ms: DEFAULT_REDIS_RESPONSE_TIMEOUT_MS,
+        }
+    }
+
+    /// Rejects a value that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+            return Err(Error::config("redis.url"));
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err(Error::config("redis.connect_timeout_ms"));
+        }
+        if self.response_timeout_ms == 0 {
+            return Err(Error::config("redis.response_timeout_ms"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .finish()
+    }
+}
+
+/// The reactor stall watchdog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// Heartbeat period on the reactor.
+    pub interval_ms: u64,
+    /// Lag above which a heartbeat counts as a stall and is logged.
+    pub stall_threshold_ms: u64,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            interval_ms: DEFAULT_WATCHDOG_INTERVAL_MS,
+            stall_threshold_ms: DEFAULT_WATCHDOG_STALL_THRESHOLD_MS,
+        }
+    }
+}
+
+impl WatchdogConfig {
+    /// Rejects a value that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.interval_ms == 0 {
+            return Err(Error::config("watchdog.interval_ms"));
+        }
+        if self.stall_threshold_ms == 0 {
+            return Err(Error::config("watchdog.stall_threshold_ms"));
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable url>".to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("mysql://root:hunter2@db:3306/test"), "mysql://root:***@db:3306/test");
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert!(!format!("{:?}", MysqlConfig::new("mysql://u:secret@h/d")).contains("secret"));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let err = ReactorConfig { threads: 0 }.validate().unwrap_err();
+        assert_eq!(err.config_field(), Some("reactor.threads"));
+        let err = MysqlConfig::new("postgres://x").validate().unwrap_err();
+        assert_eq!(err.config_field(), Some("mysql.url"));
+        let err = HttpConfig { max_body_bytes: 0, ..HttpConfig::default() }.validate().unwrap_err();
+        assert_eq!(err.config_field(), Some("http.max_body_bytes"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<HttpConfig>(r#"{"connect_timeout":5}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! Switchyard's I/O side: everything a task waits on.
+//!
+//! - [`Reactor`]: the tokio runtime the engine's tasks run on, either owned or
+//!   attached to a [`tokio::runtime::Handle`] the embedding service already has.
+//! - [`HttpClient`]: hyper-util's pooled client with connect and total
+//!   timeouts, a response-body cap and a per-host in-flight cap.
+//! - [`MysqlPool`]: mysql_async behind an acquire timeout and a scoped
+//!   [`MysqlPool::with_conn`] so a connection is never held across other I/O.
+//! - [`RedisClient`]: redis's `ConnectionManager` with explicit timeouts and
+//!   one retry of an idempotent command after a dropped connection.
+//! - [`StallWatchdog`]: a heartbeat on the reactor, observed from a plain
+//!   thread, that measures reactor lag and reports stalls with the stage that
+//!   was running.
+//!
+//! This crate never sees the CPU pool: only the engine composes the two.
+
+mod config;
+mod error;
+mod http;
+mod mysql;
+mod redis_client;
+mod runtime;
+mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_services;
+mod watchdog;
+
+pub use config::{
+    redact_url, HttpConfig, MysqlConfig, ReactorConfig, RedisConfig, WatchdogConfig, DEFAULT_HTTP_CONNECT_TIMEOUT_MS,
+    DEFAULT_HTTP_MAX_BODY_BYTES, DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST, DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS,
+    DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST, DEFAULT_HTTP_REQUEST_TIMEOUT_MS, DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS,
+    DEFAULT_MYSQL_OPERATION_TIMEOUT_MS, DEFAULT_MYSQL_POOL_MAX, DEFAULT_REACTOR_THREADS,
+    DEFAULT_REDIS_CONNECT_TIMEOUT_MS, DEFAULT_REDIS_RESPONSE_TIMEOUT_MS, DEFAULT_WATCHDOG_INTERVAL_MS,
+    DEFAULT_WATCHDOG_STALL_THRESHOLD_MS,
+};
+pub use error::{Error, Result};
+pub use http::{HttpClient, HttpResponse};
+pub use mysql::{MysqlPool, PoolStatus};
+pub use redis_client::RedisClient;
+pub use runtime::Reactor;
+pub use watchdog::{StageGuard, StallWatchdog, WatchdogStats};
+
+/// The MySQL driver, re-exported so callers of [`MysqlPool::with_conn`] name
+/// the same `Conn` and `Queryable` types.
+pub use mysql_async;
+/// The Redis driver, re-exported for building commands.
+pub use redis;

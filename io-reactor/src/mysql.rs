@@ -1,0 +1,393 @@
+//! A bounded MySQL pool reached only through scoped calls.
+//!
+//! [`MysqlPool`] wraps `mysql_async::Pool` and hands out a connection only
+//! for the duration of a closure: [`MysqlPool::with_conn`] acquires, runs the
+//! closure's future and returns the connection to the pool before it returns.
+//!
+//! # The one decision: scoped access, never a checked-out connection
+//!
+//! A task that holds a pooled connection across an unrelated await (an
+//! outbound HTTP call, a CPU step) keeps it from every other task for that
+//! whole time; with a small pool, a few slow upstreams then starve the
+//! database side, which is how a gevent worker queue grinds to a halt. A
+//! closure that receives `&mut Conn` cannot let the connection escape, so
+//! the hold time is exactly the database work.
+//!
+//! # Backpressure
+//!
+//! At most `pool_max` connections exist. A caller that finds them all in use
+//! waits at most `acquire_timeout_ms`, then gets an error for which
+//! [`Error::is_overloaded`] holds: `mysql_async` itself would wait forever.
+//! The same deadline bounds opening a new connection, so an unreachable
+//! (blackholed) server also surfaces as an acquire timeout. Each scoped
+//! operation has its own deadline, `operation_timeout_ms`; a connection whose
+//! operation was cut short is discarded by the driver, not reused.
+//!
+//! # Shutdown
+//!
+//! [`MysqlPool::disconnect`] closes idle connections and resolves once every
+//! checked-out one has come back; later calls fail.
+//!
+//! # Metrics
+//!
+//! Connections in use, callers waiting and the pool size are published as
+//! gauges on every change; acquire wait time as a histogram; each operation
+//! counts once by outcome (ok, error, acquire_timeout).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use switchyard_io_reactor::mysql_async::prelude::Queryable;
+//! use switchyard_io_reactor::{MysqlConfig, MysqlPool};
+//!
+//! # async fn run() -> switchyard_io_reactor::Result<()> {
+//! let pool = MysqlPool::new(&MysqlConfig::new("mysql://root@127.0.0.1:3306/test"))?;
+//! let one: Option<u32> = pool.with_conn(|conn| Box::pin(conn.query_first("SELECT 1"))).await?;
+//! assert_eq!(one, Some(1));
+//! pool.disconnect().await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
+
+use crate::config::MysqlConfig;
+use crate::error::{Error, Kind, Result, TimeoutPhase};
+use crate::telemetry::{self, MysqlOutcome};
+
+/// A bounded MySQL pool. Clones share the pool.
+#[derive(Clone)]
+pub struct MysqlPool {
+    pool: mysql_async::Pool,
+    shared: Arc<Shared>,
+    acquire_timeout: Duration,
+    operation_timeout: Duration,
+}
+
+/// Pool occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections checked out.
+    pub in_use: usize,
+    /// Callers waiting for one.
+    pub waiters: usize,
+    /// Most connections.
+    pub max: usize,
+}
+
+/// Counted here rather than read from the driver's metrics because only we
+/// see callers that wait (and give up) before the driver hands anything out.
+struct Shared {
+    in_use: AtomicUsize,
+    waiters: AtomicUsize,
+    max: usize,
+}
+
+impl Shared {
+    fn status(&self) -> PoolStatus {
+        PoolStatus {
+            in_use: self.in_use.load(Ordering::Relaxed),
+            waiters: self.waiters.load(Ordering::Relaxed),
+            max: self.max,
+        }
+    }
+
+    fn publish(&self) {
+        let s = self.status();
+        telemetry::mysql_pool(s.in_use, s.waiters, s.max);
+    }
+}
+
+/// One unit of a counter, given back on drop so a timeout, an error, a
+/// cancelled future or a panic all restore the count.
+struct Counted<'a> {
+    shared: &'a Shared,
+    counter: &'a AtomicUsize,
+}
+
+impl<'a> Counted<'a> {
+    fn enter(shared: &'a Shared, counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        shared.publish();
+        Counted { shared, counter }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+        self.shared.publish();
+    }
+}
+
+impl MysqlPool {
+    /// Builds the pool; validates `config`. Opens no connection yet.
+    pub fn new(config: &MysqlConfig) -> Result<MysqlPool> {
+        config.validate()?;
+        // The driver knows only `mysql://`; the config also accepts `mariadb://`.
+        let url = match config.url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => config.url.clone(),
+        };
+        // The parse error would echo parts of the URL, password included.
+        let opts = Opts::from_url(&url).map_err(|_| Error::config("mysql.url"))?;
+        let constraints =
+            PoolConstraints::new(0, config.pool_max).ok_or_else(|| Error::config("mysql.pool_max"))?;
+        let opts = OptsBuilder::from_opts(opts).pool_opts(PoolOpts::new().with_constraints(constraints));
+        let shared = Arc::new(Shared {
+            in_use: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            max: config.pool_max,
+        });
+        shared.publish();
+        Ok(MysqlPool {
+            pool: mysql_async::Pool::new(opts),
+            shared,
+            acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            operation_timeout: Duration::from_millis(config.operation_timeout_ms),
+        })
+    }
+
+    /// Runs `f` with a pooled connection and returns the connection when
+    /// `f`'s future completes.
+    ///
+    /// Fails with [`Error::is_overloaded`] when no connection frees up within
+    /// `acquire_timeout_ms`, with a timeout when `f` runs past
+    /// `operation_timeout_ms`, and with [`Error::is_mysql`] when the driver or
+    /// the server reports an error. The connection is back in the pool
+    /// before this returns, whatever the outcome.
+    pub async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut mysql_async::Conn,
+            ) -> Pin<Box<dyn Future<Output = std::result::Result<T, mysql_async::Error>> + Send + 'c>>
+            + Send,
+    {
+        let shared = &*self.shared;
+        let started = Instant::now();
+        let waiting = Counted::enter(shared, &shared.waiters);
+        let acquired = tokio::time::timeout(self.acquire_timeout, self.pool.get_conn()).await;
+        drop(waiting);
+        let mut conn = match acquired {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                telemetry::mysql_operation(MysqlOutcome::Error);
+                return Err(mysql_error(e));
+            }
+            Err(_) => {
+                telemetry::mysql_operation(MysqlOutcome::AcquireTimeout);
+                return Err(Error::timeout(TimeoutPhase::PoolAcquire));
+            }
+        };
+        let held = Counted::enter(shared, &shared.in_use);
+        telemetry::mysql_acquired(started.elapsed());
+
+        // On a deadline the driver leaves the connection marked as
+        // mid-exchange, so the pool discards it instead of reusing it.
+        let result = tokio::time::timeout(self.operation_timeout, f(&mut conn)).await;
+        drop(conn);
+        drop(held);
+
+        let result = match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(mysql_error(e)),
+            Err(_) => Err(Error::timeout(TimeoutPhase::Operation)),
+        };
+        let outcome = if result.is_ok() { MysqlOutcome::Ok } else { MysqlOutcome::Error };
+        telemetry::mysql_operation(outcome);
+        result
+    }
+
+    /// Executes one statement with `params`, discarding any result: the
+    /// common write, built on [`MysqlPool::with_conn`].
+    pub async fn exec_drop(&self, stmt: &str, params: impl Into<mysql_async::Params> + Send) -> Result<()> {
+        // Owned, because the closure's future must not borrow the caller.
+        let stmt = stmt.to_owned();
+        let params = params.into();
+        self.with_conn(move |conn| Box::pin(conn.exec_drop(stmt, params))).await
+    }
+
+    /// Current occupancy.
+    pub fn status(&self) -> PoolStatus {
+        self.shared.status()
+    }
+
+    /// Closes every connection. Resolves once connections still checked out
+    /// (by clones of this pool) have been returned.
+    pub async fn disconnect(self) -> Result<()> {
+        self.pool.disconnect().await.map_err(mysql_error)
+    }
+}
+
+/// Keeps the driver's error as the source (server code and message help),
+/// except a URL error, which may quote the URL.
+fn mysql_error(e: mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Url(_) => Error::new(Kind::Mysql),
+        e => Error::new(Kind::Mysql).with(e),
+    }
+}
+
+impl std::fmt::Debug for MysqlPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlPool").field("status", &self.status()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mysql_async::prelude::Queryable;
+    use tokio::sync::oneshot;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::test_services::{mysql_url, reachable, unique_name};
+
+    fn config(url: String, pool_max: usize, acquire_timeout_ms: u64) -> MysqlConfig {
+        MysqlConfig { pool_max, acquire_timeout_ms, ..MysqlConfig::new(url) }
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_a_config_error_that_hides_the_url() {
+        let err = MysqlPool::new(&MysqlConfig::new("mysql://root:s3cret@db:notaport/test")).unwrap_err();
+        assert_eq!(err.config_field(), Some("mysql.url"));
+        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+        assert!(MysqlPool::new(&MysqlConfig::new("mariadb://root@127.0.0.1:3306/test")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn server_down_fails_fast() {
+        let pool = MysqlPool::new(&config("mysql://root@127.0.0.1:1/test".into(), 2, 1_000)).unwrap();
+        let call = pool.with_conn(|conn| Box::pin(conn.query_drop("SELECT 1")));
+        let err = timeout(Duration::from_secs(5), call).await.expect("hung").unwrap_err();
+        assert!(err.is_mysql(), "{err:?}");
+        assert_eq!(pool.status(), PoolStatus { in_use: 0, waiters: 0, max: 2 });
+    }
+
+    #[tokio::test]
+    async fn exhausted_pool_times_out_instead_of_hanging() {
+        let url = mysql_url();
+        if !reachable("mysql", &url).await {
+            return;
+        }
+        let test = async {
+            let pool = MysqlPool::new(&config(url, 1, 200)).unwrap();
+            let (held_tx, held_rx) = oneshot::channel();
+            let (release_tx, release_rx) = oneshot::channel::<()>();
+            let holder = tokio::spawn({
+                let pool = pool.clone();
+                async move {
+                    pool.with_conn(move |conn| {
+                        Box::pin(async move {
+                            conn.query_drop("SELECT 1").await?;
+                            let _ = held_tx.send(());
+                            let _ = release_rx.await;
+                            Ok(())
+                        })
+                    })
+                    .await
+                }
+            });
+            held_rx.await.unwrap();
+            assert_eq!(pool.status(), PoolStatus { in_use: 1, waiters: 0, max: 1 });
+
+            let waiter = tokio::spawn({
+                let pool = pool.clone();
+                async move { pool.with_conn(|conn| Box::pin(conn.query_drop("SELECT 1"))).await }
+            });
+            while pool.status().waiters == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert_eq!(pool.status(), PoolStatus { in_use: 1, waiters: 1, max: 1 });
+            let err = waiter.await.unwrap().unwrap_err();
+            assert!(err.is_timeout() && err.is_overloaded(), "{err:?}");
+            assert_eq!(pool.status(), PoolStatus { in_use: 1, waiters: 0, max: 1 });
+
+            release_tx.send(()).unwrap();
+            holder.await.unwrap().unwrap();
+            assert_eq!(pool.status(), PoolStatus { in_use: 0, waiters: 0, max: 1 });
+            let two: Option<u32> = pool.with_conn(|conn| Box::pin(conn.query_first("SELECT 2"))).await.unwrap();
+            assert_eq!(two, Some(2));
+            pool.disconnect().await.unwrap();
+        };
+        timeout(Duration::from_secs(10), test).await.expect("exhausted pool hung");
+    }
+
+    #[tokio::test]
+    async fn scoped_calls_always_return_their_connection() {
+        let url = mysql_url();
+        if !reachable("mysql", &url).await {
+            return;
+        }
+        let table = unique_name("sy_scoped");
+        let test = async {
+            let pool = MysqlPool::new(&config(url, 2, 5_000)).unwrap();
+            pool.exec_drop(&format!("CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY AUTO_INCREMENT, v INT)"), ())
+                .await
+                .unwrap();
+            let insert = format!("INSERT INTO {table} (v) VALUES (?)");
+            for i in 0..50 {
+                pool.exec_drop(&insert, (i,)).await.unwrap();
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..20 {
+                let (pool, insert) = (pool.clone(), insert.clone());
+                set.spawn(async move {
+                    let seen = pool.clone();
+                    pool.with_conn(move |conn| {
+                        Box::pin(async move {
+                            assert!(seen.status().in_use <= 2);
+                            conn.exec_drop(insert, (i,)).await
+                        })
+                    })
+                    .await
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                done.unwrap().unwrap();
+            }
+            let count = format!("SELECT COUNT(*) FROM {table}");
+            let n: Option<u64> = pool.with_conn(move |conn| Box::pin(conn.query_first(count))).await.unwrap();
+            assert_eq!(n, Some(70));
+            assert_eq!(pool.status(), PoolStatus { in_use: 0, waiters: 0, max: 2 });
+
+            let err = pool.with_conn(|conn| Box::pin(conn.query_drop("SELEKT nonsense"))).await.unwrap_err();
+            assert!(err.is_mysql() && !err.is_timeout(), "{err:?}");
+            assert_eq!(pool.status().in_use, 0);
+
+            pool.exec_drop(&format!("DROP TABLE {table}"), ()).await.unwrap();
+            pool.disconnect().await.unwrap();
+        };
+        timeout(Duration::from_secs(30), test).await.expect("scoped calls hung");
+    }
+
+    #[tokio::test]
+    async fn operation_deadline_discards_the_connection() {
+        let url = mysql_url();
+        if !reachable("mysql", &url).await {
+            return;
+        }
+        let test = async {
+            let cfg = MysqlConfig { operation_timeout_ms: 200, ..config(url, 1, 2_000) };
+            let pool = MysqlPool::new(&cfg).unwrap();
+            let err = pool.with_conn(|conn| Box::pin(conn.query_drop("SELECT SLEEP(2)"))).await.unwrap_err();
+            assert!(err.is_timeout() && !err.is_overloaded(), "{err:?}");
+            assert_eq!(pool.status().in_use, 0);
+            // The cut-short connection must not hand its late reply to the next caller.
+            let three: Option<u32> =
+                pool.with_conn(|conn| Box::pin(conn.query_first("SELECT 3"))).await.unwrap();
+            assert_eq!(three, Some(3));
+            pool.disconnect().await.unwrap();
+        };
+        timeout(Duration::from_secs(10), test).await.expect("operation deadline hung");
+    }
+}

@@ -1,0 +1,297 @@
+//! Redis through one multiplexed, self-healing connection.
+//!
+//! [`RedisClient`] wraps redis's `ConnectionManager`: one TCP connection
+//! shared by every task (commands are pipelined over it), replaced in the
+//! background when it drops. Clones share it.
+//!
+//! # The one decision: explicit timeouts and one retry of idempotent commands
+//!
+//! Two driver defaults break a task engine. The response timeout of 500 ms
+//! fails any blocking read longer than that (`XREADGROUP BLOCK 2000`,
+//! `BLPOP`), so it is set from `response_timeout_ms` (30 s by default).
+//! And after the connection drops (server restart, `CLIENT KILL`, an idle
+//! cut by a proxy) the next command fails even though a reconnect is
+//! already under way. [`RedisClient::query`] therefore retries a command
+//! once when its error says the connection was lost; the caller promises
+//! the command is idempotent (`GET`, `SET`, `XACK`). A command that must not
+//! run twice (`INCR`, `XADD`, `BLPOP`) goes through
+//! [`RedisClient::query_once`], which may fail once after a drop.
+//!
+//! # Backpressure
+//!
+//! None here: commands share one connection and queue in the driver. The
+//! engine's admission limit bounds how many are in flight.
+//!
+//! # Shutdown
+//!
+//! The connection closes when the last clone is dropped.
+//!
+//! # Metrics
+//!
+//! Each call counts once by outcome (ok, retried = succeeded on the retry,
+//! error) and records its duration, retry included.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use switchyard_io_reactor::{redis, RedisClient, RedisConfig};
+//!
+//! # async fn run() -> switchyard_io_reactor::Result<()> {
+//! let client = RedisClient::connect(&RedisConfig::new("redis://127.0.0.1:6379/")).await?;
+//! let () = client.query(redis::cmd("SET").arg("greeting").arg("hello")).await?;
+//! let value: Option<String> = client.query(redis::cmd("GET").arg("greeting")).await?;
+//! assert_eq!(value.as_deref(), Some("hello"));
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::RedisError;
+
+use crate::config::RedisConfig;
+use crate::error::{Error, Kind, Result, TimeoutPhase};
+use crate::telemetry::{self, RedisOutcome};
+
+/// Reconnect attempts after a drop (and at connect) before commands fail:
+/// few, so an absent server shows up as errors in well under a second
+/// rather than as a long stall.
+const RECONNECT_RETRIES: usize = 2;
+/// Longest pause between reconnect attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// Redis through a `ConnectionManager`. Clones share the connection.
+#[derive(Clone)]
+pub struct RedisClient {
+    manager: ConnectionManager,
+    /// Our own deadline around each attempt, beyond the driver's response
+    /// timeout: it also covers waiting for a reconnect, which the driver's
+    /// timeout does not.
+    attempt_deadline: Duration,
+}
+
+impl RedisClient {
+    /// Connects; validates `config`. Fails within `connect_timeout_ms`
+    /// when the server cannot be reached.
+    pub async fn connect(config: &RedisConfig) -> Result<RedisClient> {
+        config.validate()?;
+        // The parse error would echo parts of the URL, password included.
+        let client = redis::Client::open(config.url.as_str()).map_err(|_| Error::config("redis.url"))?;
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let response_timeout = Duration::from_millis(config.response_timeout_ms);
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        // The driver retries the first connect too; the outer deadline keeps
+        // the whole of it within the connect timeout.
+        let connecting = ConnectionManager::new_with_config(client, manager_config);
+        let manager = match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(Ok(manager)) => manager,
+            Ok(Err(e)) if e.is_timeout() => return Err(Error::timeout(TimeoutPhase::Connect).with(e)),
+            Ok(Err(e)) => return Err(Error::new(Kind::Redis).with(e)),
+            Err(_) => return Err(Error::timeout(TimeoutPhase::Connect)),
+        };
+        Ok(RedisClient { manager, attempt_deadline: connect_timeout + response_timeout })
+    }
+
+    /// Runs an idempotent command, retried once after a dropped connection.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.run(true, |mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+
+    /// Runs a command that must not be repeated (no retry). The first
+    /// command after the connection dropped fails with [`Error::is_redis`];
+    /// the one after that runs on the new connection.
+    pub async fn query_once<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.run(false, |mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+
+    /// Runs a pipeline (or a `MULTI`/`EXEC` transaction when `pipe.atomic()`
+    /// was called), retried once after a dropped connection only if the
+    /// caller says every command in it is `idempotent`.
+    pub async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        idempotent: bool,
+    ) -> Result<T> {
+        self.run(idempotent, |mut conn| async move { pipe.query_async(&mut conn).await }).await
+    }
+
+    /// The underlying connection manager, for what the methods above do not
+    /// cover (e.g. streaming replies). Calls through it get the configured
+    /// timeouts and reconnects, but no retry, deadline or metrics from here.
+    pub fn manager(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    async fn run<T, F, Fut>(&self, retry: bool, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let first = self.attempt(&mut attempt).await;
+        let (result, outcome) = match first {
+            Err(Attempt::Redis(e)) if retry && connection_lost(&e) => {
+                tracing::debug!(error = %e, "redis connection lost; retrying once");
+                match self.attempt(&mut attempt).await {
+                    Ok(value) => (Ok(value), RedisOutcome::Retried),
+                    Err(e) => (Err(e.into_error()), RedisOutcome::Error),
+                }
+            }
+            Ok(value) => (Ok(value), RedisOutcome::Ok),
+            Err(e) => (Err(e.into_error()), RedisOutcome::Error),
+        };
+        telemetry::redis_command(outcome, started.elapsed());
+        result
+    }
+
+    async fn attempt<T, F, Fut>(&self, attempt: &mut F) -> std::result::Result<T, Attempt>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.attempt_deadline, attempt(self.manager.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Attempt::Redis(e)),
+            Err(_) => Err(Attempt::Deadline),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClient").field("attempt_deadline", &self.attempt_deadline).finish_non_exhaustive()
+    }
+}
+
+/// How one attempt failed, before it becomes an [`Error`].
+enum Attempt {
+    Redis(RedisError),
+    Deadline,
+}
+
+impl Attempt {
+    fn into_error(self) -> Error {
+        match self {
+            Attempt::Redis(e) if e.is_timeout() => Error::timeout(TimeoutPhase::Operation).with(e),
+            Attempt::Redis(e) => Error::new(Kind::Redis).with(e),
+            Attempt::Deadline => Error::timeout(TimeoutPhase::Operation),
+        }
+    }
+}
+
+/// The connection is gone (the manager is already reconnecting), so the
+/// command may not have run and running it again is the remedy. A timed-out
+/// command is not retried: the connection may be fine and the command may
+/// have run, and a retry would double the wait.
+fn connection_lost(e: &RedisError) -> bool {
+    !e.is_timeout() && (e.is_connection_dropped() || e.is_unrecoverable_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+    use crate::test_services::{reachable, redis_url, unique_name};
+
+    fn config(url: String) -> RedisConfig {
+        RedisConfig::new(url)
+    }
+
+    #[test]
+    fn retries_only_lost_connections() {
+        assert!(connection_lost(&RedisError::from(io::Error::from(io::ErrorKind::BrokenPipe))));
+        assert!(connection_lost(&RedisError::from(io::Error::from(io::ErrorKind::ConnectionReset))));
+        assert!(!connection_lost(&RedisError::from(io::Error::from(io::ErrorKind::TimedOut))));
+        assert!(!connection_lost(&RedisError::from((redis::ErrorKind::Client, "bad"))));
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_a_config_error_that_hides_the_url() {
+        let err = RedisClient::connect(&config("redis://:s3cret@host:notaport/".into())).await.unwrap_err();
+        assert_eq!(err.config_field(), Some("redis.url"));
+        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn server_down_fails_within_the_connect_timeout() {
+        let cfg = RedisConfig { connect_timeout_ms: 500, ..config("redis://127.0.0.1:1/".into()) };
+        let started = Instant::now();
+        let err = RedisClient::connect(&cfg).await.unwrap_err();
+        assert!(err.is_redis() || err.is_timeout(), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(700), "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn query_survives_a_killed_connection() {
+        let url = redis_url();
+        if !reachable("redis", &url).await {
+            return;
+        }
+        let key = unique_name("sy_kill");
+        let test = async {
+            let client = RedisClient::connect(&config(url.clone())).await.unwrap();
+            let killer = redis::Client::open(url.as_str()).unwrap();
+            let mut killer = killer.get_multiplexed_async_connection().await.unwrap();
+            let kill = |id: i64| redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).to_owned();
+
+            let id: i64 = client.query(&redis::cmd("CLIENT").arg("ID")).await.unwrap();
+            let killed: i64 = kill(id).query_async(&mut killer).await.unwrap();
+            assert_eq!(killed, 1);
+            let () = client.query(redis::cmd("SET").arg(&key).arg("v1").arg("EX").arg(60)).await.unwrap();
+            let got: Option<String> = client.query(&redis::cmd("GET").arg(&key)).await.unwrap();
+            assert_eq!(got.as_deref(), Some("v1"));
+
+            // query_once has no retry: the first command after a drop fails,
+            // and the manager's reconnect serves the next one.
+            let id: i64 = client.query(&redis::cmd("CLIENT").arg("ID")).await.unwrap();
+            let _: i64 = kill(id).query_async(&mut killer).await.unwrap();
+            let err = client.query_once::<Option<String>>(&redis::cmd("GET").arg(&key)).await.unwrap_err();
+            assert!(err.is_redis() && !err.is_timeout(), "{err:?}");
+            let got: Option<String> = client.query_once(&redis::cmd("GET").arg(&key)).await.unwrap();
+            assert_eq!(got.as_deref(), Some("v1"));
+
+            let () = client.query(&redis::cmd("DEL").arg(&key)).await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(10), test).await.expect("redis reconnect hung");
+    }
+
+    #[tokio::test]
+    async fn blocking_reads_outlast_the_driver_default_timeout() {
+        let url = redis_url();
+        if !reachable("redis", &url).await {
+            return;
+        }
+        let key = unique_name("sy_blpop");
+        let client = RedisClient::connect(&config(url)).await.unwrap();
+        let started = Instant::now();
+        let popped: Option<(String, String)> =
+            client.query_once(redis::cmd("BLPOP").arg(&key).arg(1.5)).await.unwrap();
+        assert_eq!(popped, None);
+        assert!(started.elapsed() >= Duration::from_millis(1_400), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn pipelines_and_server_errors() {
+        let url = redis_url();
+        if !reachable("redis", &url).await {
+            return;
+        }
+        let key = unique_name("sy_pipe");
+        let client = RedisClient::connect(&config(url)).await.unwrap();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg("text").arg("EX").arg(60).ignore().cmd("GET").arg(&key);
+        let (got,): (String,) = client.query_pipeline(&pipe, true).await.unwrap();
+        assert_eq!(got, "text");
+
+        let err = client.query::<i64>(&redis::cmd("INCR").arg(&key)).await.unwrap_err();
+        assert!(err.is_redis() && !err.is_timeout(), "{err:?}");
+
+        let () = client.query(&redis::cmd("DEL").arg(&key)).await.unwrap();
+    }
+}

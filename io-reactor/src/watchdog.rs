@@ -1,0 +1,441 @@
+//! The reactor stall watchdog: notices when something blocks the reactor
+//! and says what was running.
+//!
+//! A reactor thread that computes instead of waiting freezes every task's
+//! I/O on it: gevent's classic failure, and exactly what the CPU pool exists
+//! to prevent. [`StallWatchdog`] makes it visible. A heartbeat task on the
+//! reactor sleeps for `interval_ms` again and again and measures how late
+//! each wake-up is (the reactor's *lag*); a beat later than
+//! `stall_threshold_ms` counts as a stall. Code marks what it is doing with
+//! [`StallWatchdog::stage`], so a stall can be blamed on a stage by name.
+//!
+//! # The one decision: observe from outside the reactor
+//!
+//! The heartbeat alone can only report a stall *after* it ends, when the
+//! stage that caused it has already finished and unmarked itself. So a plain
+//! thread (`switchyard-watchdog`), which a stuck reactor cannot stop, checks
+//! every interval whether the heartbeat is overdue, and while the reactor is
+//! still stuck it logs once per stall, naming the stages marked at that
+//! moment:
+//!
+//! ```text
+//! WARN reactor stalled stalled_ms=61 stage="transform"
+//! ```
+//!
+//! # Shutdown
+//!
+//! [`StallWatchdog::stop`] (or dropping the last clone) ends the heartbeat
+//! and joins the observer thread. When the runtime shuts down first, the
+//! heartbeat ends with it and the observer exits without reporting a stall.
+//!
+//! # Metrics
+//!
+//! Every beat records `switchyard_reactor_lag_seconds`; each stall increments
+//! `switchyard_reactor_stalls_total`. [`StallWatchdog::stats`] and
+//! [`StallWatchdog::lag_quantile`] give the same figures in-process, for a
+//! status page or a benchmark report.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard_io_reactor::{Reactor, ReactorConfig, StallWatchdog, WatchdogConfig};
+//!
+//! let reactor = Reactor::new(&ReactorConfig::default()).unwrap();
+//! let watchdog = StallWatchdog::start(reactor.handle(), &WatchdogConfig::default()).unwrap();
+//! let wd = watchdog.clone();
+//! reactor.block_on(async move {
+//!     let _stage = wd.stage("parse");
+//!     // ... synchronous work: a stall now would be blamed on "parse"
+//! }).unwrap();
+//! println!("{:?}", watchdog.stats());
+//! watchdog.stop();
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+
+use crate::config::WatchdogConfig;
+use crate::error::{Error, Kind, Result};
+use crate::telemetry;
+
+/// Largest lag the quantile histogram tells apart (longer ones saturate).
+const MAX_TRACKED_LAG: Duration = Duration::from_secs(3600);
+
+/// Heartbeat on the reactor, observed from a plain thread.
+///
+/// Cheap to clone; the heartbeat and the observer stop when
+/// [`stop`](StallWatchdog::stop) is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct StallWatchdog {
+    owner: Arc<Owner>,
+}
+
+/// Counters of the watchdog since it started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WatchdogStats {
+    /// Heartbeats observed.
+    pub beats: u64,
+    /// Heartbeats later than the stall threshold.
+    pub stalls: u64,
+    /// The largest lag seen.
+    pub max_lag: Duration,
+}
+
+/// Marks the stage running on this thread until dropped.
+///
+/// Meant for a synchronous stretch of work. Held across an `.await`, the
+/// stage stays marked while the task is suspended and may be blamed for a
+/// stall caused by someone else.
+#[must_use = "the stage is marked only while the guard lives"]
+pub struct StageGuard {
+    state: Arc<State>,
+    id: u64,
+}
+
+/// Stops the watchdog when the last [`StallWatchdog`] clone goes. The
+/// heartbeat and the observer hold only [`State`], so this is never dropped
+/// (and the observer never joined) on the observer thread itself.
+struct Owner {
+    state: Arc<State>,
+    heartbeat: AbortHandle,
+    observer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    interval: Duration,
+    threshold: Duration,
+    /// Origin of `last_beat_us`, so the last beat fits in an atomic.
+    epoch: Instant,
+    last_beat_us: AtomicU64,
+    beats: AtomicU64,
+    stalls: AtomicU64,
+    max_lag_us: AtomicU64,
+    /// At 100 beats a second, a mutex costs nothing worth avoiding.
+    lags: Mutex<Histogram<u64>>,
+    /// Marked stages by guard id: nested and concurrent guards each own an
+    /// entry, so dropping one never unmarks another.
+    stages: Mutex<HashMap<u64, (&'static str, Instant)>>,
+    next_stage: AtomicU64,
+    last_stall_stage: Mutex<Option<&'static str>>,
+    /// Stalls the observer logged (a test hook).
+    reported: AtomicU64,
+    /// Set by `stop`, or when the heartbeat task is dropped with its runtime.
+    finished: AtomicBool,
+}
+
+impl StallWatchdog {
+    /// Starts the heartbeat on `handle` and the observer thread.
+    pub fn start(handle: &Handle, config: &WatchdogConfig) -> Result<StallWatchdog> {
+        config.validate()?;
+        let max_us = u64::try_from(MAX_TRACKED_LAG.as_micros()).unwrap_or(u64::MAX);
+        let lags = Histogram::new_with_bounds(1, max_us, 2).map_err(|e| Error::new(Kind::Runtime).with(e))?;
+        let state = Arc::new(State {
+            interval: Duration::from_millis(config.interval_ms),
+            threshold: Duration::from_millis(config.stall_threshold_ms),
+            epoch: Instant::now(),
+            last_beat_us: AtomicU64::new(0),
+            beats: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            max_lag_us: AtomicU64::new(0),
+            lags: Mutex::new(lags),
+            stages: Mutex::new(HashMap::new()),
+            next_stage: AtomicU64::new(0),
+            last_stall_stage: Mutex::new(None),
+            reported: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        });
+        let heartbeat = handle.spawn(heartbeat(Arc::clone(&state))).abort_handle();
+        let observed = Arc::clone(&state);
+        let observer = thread::Builder::new().name("switchyard-watchdog".into()).spawn(move || observe(&observed));
+        let observer = match observer {
+            Ok(observer) => observer,
+            Err(e) => {
+                heartbeat.abort();
+                return Err(Error::new(Kind::Runtime).with(e));
+            }
+        };
+        let owner = Owner { state, heartbeat, observer: Mutex::new(Some(observer)) };
+        Ok(StallWatchdog { owner: Arc::new(owner) })
+    }
+
+    /// Marks `stage` as running on the current thread until the guard drops.
+    pub fn stage(&self, stage: &'static str) -> StageGuard {
+        let state = &self.owner.state;
+        let id = state.next_stage.fetch_add(1, Relaxed);
+        lock(&state.stages).insert(id, (stage, Instant::now()));
+        StageGuard { state: Arc::clone(state), id }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WatchdogStats {
+        let state = &self.owner.state;
+        WatchdogStats {
+            beats: state.beats.load(Relaxed),
+            stalls: state.stalls.load(Relaxed),
+            max_lag: Duration::from_micros(state.max_lag_us.load(Relaxed)),
+        }
+    }
+
+    /// The lag below which fraction `q` of heartbeats fell (`q` in 0..=1;
+    /// zero before the first beat).
+    pub fn lag_quantile(&self, q: f64) -> Duration {
+        let lags = lock(&self.owner.state.lags);
+        if lags.is_empty() {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(lags.value_at_quantile(q.clamp(0.0, 1.0)))
+    }
+
+    /// The stage blamed for the most recent stall the observer caught while
+    /// it was happening (the longest-marked one when several were), or
+    /// `None` when no stage was marked then or no stall was caught yet.
+    pub fn last_stall_stage(&self) -> Option<&'static str> {
+        *lock(&self.owner.state.last_stall_stage)
+    }
+
+    /// Stops the heartbeat and joins the observer thread. Idempotent.
+    pub fn stop(&self) {
+        self.owner.stop();
+    }
+}
+
+impl Owner {
+    fn stop(&self) {
+        self.state.finished.store(true, Relaxed);
+        self.heartbeat.abort();
+        let Some(observer) = lock(&self.observer).take() else { return };
+        observer.thread().unpark();
+        if observer.thread().id() != thread::current().id() {
+            // The observer only ever panics on a bug; nothing to recover.
+            let _ = observer.join();
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        lock(&self.state.stages).remove(&self.id);
+    }
+}
+
+impl State {
+    fn since_epoch_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn record_beat(&self, lag: Duration) {
+        telemetry::reactor_lag(lag);
+        let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        lock(&self.lags).saturating_record(lag_us);
+        self.max_lag_us.fetch_max(lag_us, Relaxed);
+        if lag > self.threshold {
+            self.stalls.fetch_add(1, Relaxed);
+            telemetry::reactor_stall();
+        }
+        self.beats.fetch_add(1, Relaxed);
+        self.last_beat_us.store(self.since_epoch_us(), Relaxed);
+    }
+
+    /// Marked stage names, longest-marked first, without repeats.
+    fn marked_stages(&self) -> Vec<&'static str> {
+        let mut marked: Vec<_> = lock(&self.stages).values().copied().collect();
+        marked.sort_by_key(|&(_, since)| since);
+        let mut names: Vec<&'static str> = Vec::with_capacity(marked.len());
+        for (name, _) in marked {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+async fn heartbeat(state: Arc<State>) {
+    /// Dropped with the task: by `stop`'s abort or by the runtime shutting down.
+    struct Finish(Arc<State>);
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            self.0.finished.store(true, Relaxed);
+        }
+    }
+    let _finish = Finish(Arc::clone(&state));
+    loop {
+        let before = Instant::now();
+        tokio::time::sleep(state.interval).await;
+        state.record_beat(before.elapsed().saturating_sub(state.interval));
+    }
+}
+
+fn observe(state: &State) {
+    let interval_us = u64::try_from(state.interval.as_micros()).unwrap_or(u64::MAX);
+    let threshold_us = u64::try_from(state.threshold.as_micros()).unwrap_or(u64::MAX);
+    // The beat a stall was last reported after: one report per stall.
+    let mut reported_after = None;
+    loop {
+        thread::park_timeout(state.interval);
+        if state.finished.load(Relaxed) {
+            return;
+        }
+        let last_beat = state.last_beat_us.load(Relaxed);
+        let overdue_us = state.since_epoch_us().saturating_sub(last_beat).saturating_sub(interval_us);
+        if overdue_us <= threshold_us || reported_after == Some(last_beat) {
+            continue;
+        }
+        reported_after = Some(last_beat);
+        let stages = state.marked_stages();
+        *lock(&state.last_stall_stage) = stages.first().copied();
+        state.reported.fetch_add(1, Relaxed);
+        let stage = if stages.is_empty() { "none".to_owned() } else { stages.join(",") };
+        tracing::warn!(stalled_ms = overdue_us / 1000, stage = %stage, "reactor stalled");
+    }
+}
+
+/// A poisoned lock here only means a panic elsewhere mid-update of plain
+/// counters or a map; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for StallWatchdog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StallWatchdog")
+            .field("interval", &self.owner.state.interval)
+            .field("stall_threshold", &self.owner.state.threshold)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl fmt::Debug for StageGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = lock(&self.state.stages).get(&self.id).map(|&(name, _)| name);
+        f.debug_struct("StageGuard").field("stage", &stage).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_worker() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    }
+
+    fn config(stall_threshold_ms: u64) -> WatchdogConfig {
+        WatchdogConfig { interval_ms: 10, stall_threshold_ms }
+    }
+
+    /// Polls `done` for up to 5 s (a loaded machine can be slow to schedule).
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        done()
+    }
+
+    #[test]
+    fn blocking_the_reactor_is_a_stall_blamed_on_the_marked_stage() {
+        let runtime = one_worker();
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(50)).unwrap();
+        assert!(eventually(|| watchdog.stats().beats >= 3), "heartbeat never ran");
+        let wd = watchdog.clone();
+        let blocker = runtime.spawn(async move {
+            let _stage = wd.stage("transform");
+            thread::sleep(Duration::from_millis(200));
+        });
+        runtime.block_on(blocker).unwrap();
+        assert!(eventually(|| watchdog.stats().stalls >= 1), "{:?}", watchdog.stats());
+        let stats = watchdog.stats();
+        assert!(stats.max_lag >= Duration::from_millis(150), "{stats:?}");
+        assert!(watchdog.lag_quantile(1.0) >= Duration::from_millis(140), "{:?}", watchdog.lag_quantile(1.0));
+        assert_eq!(watchdog.last_stall_stage(), Some("transform"));
+        let reported = watchdog.owner.state.reported.load(Relaxed);
+        assert!((1..=stats.stalls).contains(&reported), "{reported} reports for {stats:?}: one per stall");
+        watchdog.stop();
+    }
+
+    #[test]
+    fn an_idle_reactor_does_not_stall() {
+        let runtime = one_worker();
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(100)).unwrap();
+        let _marked = watchdog.stage("idle");
+        thread::sleep(Duration::from_millis(300));
+        let stats = watchdog.stats();
+        assert!(stats.beats >= 5, "{stats:?}");
+        assert_eq!(stats.stalls, 0, "{stats:?}");
+        assert_eq!(watchdog.last_stall_stage(), None);
+        assert!(watchdog.lag_quantile(0.5) < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn guards_unmark_only_their_own_stage() {
+        let runtime = one_worker();
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(50)).unwrap();
+        let state = Arc::clone(&watchdog.owner.state);
+        let outer = watchdog.stage("outer");
+        let inner = watchdog.stage("inner");
+        let again = watchdog.stage("outer");
+        assert_eq!(state.marked_stages(), ["outer", "inner"]);
+        drop(outer);
+        assert_eq!(state.marked_stages(), ["inner", "outer"]);
+        drop((inner, again));
+        assert!(state.marked_stages().is_empty());
+    }
+
+    #[test]
+    fn stop_is_idempotent_and_the_last_clone_stops_it() {
+        let runtime = one_worker();
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(50)).unwrap();
+        watchdog.stop();
+        watchdog.stop();
+        assert!(lock(&watchdog.owner.observer).is_none());
+
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(50)).unwrap();
+        let state = Arc::clone(&watchdog.owner.state);
+        let clone = watchdog.clone();
+        drop(watchdog);
+        let beats = state.beats.load(Relaxed);
+        assert!(eventually(|| state.beats.load(Relaxed) > beats), "a clone still lives: keeps beating");
+        drop(clone);
+        assert!(state.finished.load(Relaxed));
+        let beats = state.beats.load(Relaxed);
+        thread::sleep(Duration::from_millis(60));
+        assert_eq!(state.beats.load(Relaxed), beats);
+    }
+
+    #[test]
+    fn runtime_shutdown_ends_the_observer_without_a_false_stall() {
+        let runtime = one_worker();
+        let watchdog = StallWatchdog::start(runtime.handle(), &config(30)).unwrap();
+        assert!(eventually(|| watchdog.stats().beats >= 1));
+        drop(runtime);
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(watchdog.owner.state.reported.load(Relaxed), 0);
+        watchdog.stop();
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let runtime = one_worker();
+        let err = StallWatchdog::start(runtime.handle(), &WatchdogConfig { interval_ms: 0, ..config(50) });
+        assert_eq!(err.unwrap_err().config_field(), Some("watchdog.interval_ms"));
+    }
+}

@@ -1,0 +1,350 @@
+//! The metric catalogue: every metric Switchyard emits, described once.
+//!
+//! Crates emit through the `metrics` facade using the constants below
+//! (`metrics::counter!(catalogue::CPU_JOBS_PANICKED.name)`); the binary
+//! describes each entry to its exporter and sets the histogram buckets from
+//! here, so no histogram is ever exported as a summary. Dashboards and alert
+//! rules are checked against [`CATALOGUE`] by tests.
+//!
+//! Conventions (Prometheus): the `switchyard_` prefix, base units in the name
+//! (`_seconds`, `_bytes`), counters end in `_total`, and label values come
+//! from closed sets listed in [`MetricDef::labels`] documentation, never ids or
+//! URLs.
+
+/// The kind of a metric, as Prometheus knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonically increasing count.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// A distribution with explicit buckets.
+    Histogram,
+}
+
+/// The base unit of a metric's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Seconds (durations).
+    Seconds,
+    /// Bytes (sizes).
+    Bytes,
+    /// A plain count of things.
+    Count,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricDef {
+    /// Full Prometheus name, with prefix and unit suffix.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Base unit of the values.
+    pub unit: Unit,
+    /// One sentence for the exporter's `# HELP` line.
+    pub help: &'static str,
+    /// Label keys; every value of each comes from a closed set.
+    pub labels: &'static [&'static str],
+    /// Histogram bucket upper bounds (empty for counters and gauges).
+    pub buckets: &'static [f64],
+}
+
+/// Buckets for short waits measured in seconds (reactor lag, queue waits).
+pub const SHORT_SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Buckets for task-level durations measured in seconds.
+pub const TASK_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Buckets for one CPU job's run time in seconds.
+pub const CPU_JOB_SECONDS_BUCKETS: &[f64] = &[
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Counter, unit: Unit::Count, help, labels, buckets: &[] }
+}
+const fn gauge(name: &'static str, unit: Unit, help: &'static str) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Gauge, unit, help, labels: &[], buckets: &[] }
+}
+const fn histogram(name: &'static str, help: &'static str, buckets: &'static [f64]) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Histogram, unit: Unit::Seconds, help, labels: &[], buckets }
+}
+
+// ---- CPU pool -------------------------------------------------------------
+
+/// Worker threads of the CPU pool.
+pub const CPU_THREADS: MetricDef =
+    gauge("switchyard_cpu_threads", Unit::Count, "Worker threads in the CPU pool.");
+/// Threads currently running a job.
+pub const CPU_BUSY_THREADS: MetricDef =
+    gauge("switchyard_cpu_busy_threads", Unit::Count, "CPU pool threads currently running a job.");
+/// Capacity of the bounded CPU queue (queued plus running jobs).
+pub const CPU_QUEUE_CAPACITY: MetricDef = gauge(
+    "switchyard_cpu_queue_capacity",
+    Unit::Count,
+    "Most CPU jobs that may be queued or running at once.",
+);
+/// Jobs admitted and waiting for a thread.
+pub const CPU_QUEUE_DEPTH: MetricDef = gauge(
+    "switchyard_cpu_queue_depth",
+    Unit::Count,
+    "CPU jobs admitted to the pool and waiting for a thread.",
+);
+/// Time a producer waited for a queue slot (backpressure).
+pub const CPU_ADMISSION_WAIT: MetricDef = histogram(
+    "switchyard_cpu_admission_wait_seconds",
+    "Time a producer was blocked waiting for a CPU queue slot (backpressure).",
+    SHORT_SECONDS_BUCKETS,
+);
+/// Time a job waited in the queue for a thread.
+pub const CPU_QUEUE_WAIT: MetricDef = histogram(
+    "switchyard_cpu_queue_wait_seconds",
+    "Time a CPU job waited in the queue before a thread picked it up.",
+    SHORT_SECONDS_BUCKETS,
+);
+/// Time a job ran on a thread.
+pub const CPU_JOB_DURATION: MetricDef = histogram(
+    "switchyard_cpu_job_duration_seconds",
+    "Time a CPU job ran on a pool thread.",
+    CPU_JOB_SECONDS_BUCKETS,
+);
+/// Jobs finished, by outcome.
+pub const CPU_JOBS: MetricDef = counter(
+    "switchyard_cpu_jobs_total",
+    "CPU jobs settled, by outcome (completed, panicked, cancelled, rejected).",
+    &["outcome"],
+);
+
+// ---- Reactor --------------------------------------------------------------
+
+/// Worker threads of the reactor runtime.
+pub const REACTOR_THREADS: MetricDef =
+    gauge("switchyard_reactor_threads", Unit::Count, "Worker threads of the tokio reactor.");
+/// Lateness of the reactor heartbeat.
+pub const REACTOR_LAG: MetricDef = histogram(
+    "switchyard_reactor_lag_seconds",
+    "How late the reactor's heartbeat timer fired (time the reactor could not serve I/O).",
+    SHORT_SECONDS_BUCKETS,
+);
+/// Heartbeats later than the stall threshold.
+pub const REACTOR_STALLS: MetricDef = counter(
+    "switchyard_reactor_stalls_total",
+    "Reactor heartbeats later than the stall threshold.",
+    &[],
+);
+
+// ---- HTTP -----------------------------------------------------------------
+
+/// Outbound requests, by outcome.
+pub const HTTP_REQUESTS: MetricDef = counter(
+    "switchyard_http_requests_total",
+    "Outbound HTTP requests, by outcome (1xx..5xx status class, timeout, connect, body_too_large, error).",
+    &["outcome"],
+);
+/// Outbound request duration, headers and body.
+pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
+    "switchyard_http_request_duration_seconds",
+    "Outbound HTTP request time, from send to the last body byte.",
+    TASK_SECONDS_BUCKETS,
+);
+/// Outbound requests in flight.
+pub const HTTP_IN_FLIGHT: MetricDef =
+    gauge("switchyard_http_in_flight", Unit::Count, "Outbound HTTP requests in flight.");
+/// Time spent waiting for the per-host in-flight cap.
+pub const HTTP_HOST_LIMIT_WAIT: MetricDef = histogram(
+    "switchyard_http_host_limit_wait_seconds",
+    "Time a request waited for a free slot under the per-host in-flight cap.",
+    SHORT_SECONDS_BUCKETS,
+);
+
+// ---- MySQL ----------------------------------------------------------------
+
+/// Pooled connections checked out.
+pub const MYSQL_POOL_IN_USE: MetricDef =
+    gauge("switchyard_mysql_pool_in_use", Unit::Count, "MySQL connections checked out of the pool.");
+/// Callers waiting for a pooled connection.
+pub const MYSQL_POOL_WAITERS: MetricDef = gauge(
+    "switchyard_mysql_pool_waiters",
+    Unit::Count,
+    "Callers waiting for a MySQL connection from the pool.",
+);
+/// Most connections the pool opens.
+pub const MYSQL_POOL_MAX: MetricDef =
+    gauge("switchyard_mysql_pool_max", Unit::Count, "Most connections the MySQL pool opens.");
+/// Time to acquire a pooled connection.
+pub const MYSQL_ACQUIRE_DURATION: MetricDef = histogram(
+    "switchyard_mysql_acquire_duration_seconds",
+    "Time a caller waited for a MySQL connection from the pool.",
+    SHORT_SECONDS_BUCKETS,
+);
+/// Scoped MySQL operations, by outcome.
+pub const MYSQL_OPERATIONS: MetricDef = counter(
+    "switchyard_mysql_operations_total",
+    "Scoped MySQL operations, by outcome (ok, error, acquire_timeout).",
+    &["outcome"],
+);
+
+// ---- Redis ----------------------------------------------------------------
+
+/// Redis commands, by outcome.
+pub const REDIS_COMMANDS: MetricDef = counter(
+    "switchyard_redis_commands_total",
+    "Redis commands, by outcome (ok, retried, error).",
+    &["outcome"],
+);
+/// Redis command duration.
+pub const REDIS_COMMAND_DURATION: MetricDef = histogram(
+    "switchyard_redis_command_duration_seconds",
+    "Time a Redis command took, including a retry.",
+    SHORT_SECONDS_BUCKETS,
+);
+
+// ---- Engine and tasks -----------------------------------------------------
+
+/// Tasks currently admitted.
+pub const TASKS_IN_FLIGHT: MetricDef =
+    gauge("switchyard_tasks_in_flight", Unit::Count, "Tasks admitted and not yet settled.");
+/// Most tasks admitted at once.
+pub const TASKS_MAX_IN_FLIGHT: MetricDef =
+    gauge("switchyard_tasks_max_in_flight", Unit::Count, "Most tasks the engine admits at once.");
+/// Tasks settled, by outcome.
+pub const TASKS: MetricDef = counter(
+    "switchyard_tasks_total",
+    "Tasks settled, by outcome (ok, failed, retried, panicked, abandoned).",
+    &["outcome"],
+);
+/// Whole task time, from admission to settlement.
+pub const TASK_DURATION: MetricDef = histogram(
+    "switchyard_task_duration_seconds",
+    "Task time from admission to settlement.",
+    TASK_SECONDS_BUCKETS,
+);
+/// Time an item waited for an in-flight slot.
+pub const TASK_ADMISSION_WAIT: MetricDef = histogram(
+    "switchyard_task_admission_wait_seconds",
+    "Time a source item waited for an in-flight slot before its task started.",
+    TASK_SECONDS_BUCKETS,
+);
+/// Time a task spent waiting on I/O (everything that was not CPU).
+pub const TASK_IO_WAIT: MetricDef = histogram(
+    "switchyard_task_io_wait_seconds",
+    "Time a task spent awaiting I/O and timers (task time less CPU-queue wait and CPU time).",
+    TASK_SECONDS_BUCKETS,
+);
+/// Time a task's CPU steps waited for a CPU slot and thread.
+pub const TASK_CPU_QUEUE_WAIT: MetricDef = histogram(
+    "switchyard_task_cpu_queue_wait_seconds",
+    "Time a task's CPU steps waited for a queue slot and a pool thread.",
+    TASK_SECONDS_BUCKETS,
+);
+/// Time a task's CPU steps ran.
+pub const TASK_CPU_TIME: MetricDef = histogram(
+    "switchyard_task_cpu_seconds",
+    "Time a task's CPU steps ran.",
+    TASK_SECONDS_BUCKETS,
+);
+
+// ---- Process --------------------------------------------------------------
+
+/// Resident set size of the process.
+pub const PROCESS_RESIDENT_MEMORY: MetricDef = gauge(
+    "switchyard_process_resident_memory_bytes",
+    Unit::Bytes,
+    "Resident memory of the switchyard process.",
+);
+/// CPU time used by the process.
+pub const PROCESS_CPU: MetricDef = MetricDef {
+    name: "switchyard_process_cpu_seconds_total",
+    kind: MetricKind::Counter,
+    unit: Unit::Seconds,
+    help: "User and system CPU time used by the switchyard process.",
+    labels: &[],
+    buckets: &[],
+};
+
+/// Every metric Switchyard emits.
+pub const CATALOGUE: &[MetricDef] = &[
+    CPU_THREADS,
+    CPU_BUSY_THREADS,
+    CPU_QUEUE_CAPACITY,
+    CPU_QUEUE_DEPTH,
+    CPU_ADMISSION_WAIT,
+    CPU_QUEUE_WAIT,
+    CPU_JOB_DURATION,
+    CPU_JOBS,
+    REACTOR_THREADS,
+    REACTOR_LAG,
+    REACTOR_STALLS,
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    HTTP_IN_FLIGHT,
+    HTTP_HOST_LIMIT_WAIT,
+    MYSQL_POOL_IN_USE,
+    MYSQL_POOL_WAITERS,
+    MYSQL_POOL_MAX,
+    MYSQL_ACQUIRE_DURATION,
+    MYSQL_OPERATIONS,
+    REDIS_COMMANDS,
+    REDIS_COMMAND_DURATION,
+    TASKS_IN_FLIGHT,
+    TASKS_MAX_IN_FLIGHT,
+    TASKS,
+    TASK_DURATION,
+    TASK_ADMISSION_WAIT,
+    TASK_IO_WAIT,
+    TASK_CPU_QUEUE_WAIT,
+    TASK_CPU_TIME,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_CPU,
+];
+
+/// Looks a metric up by its full name.
+pub fn find(name: &str) -> Option<&'static MetricDef> {
+    CATALOGUE.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = HashSet::new();
+        for m in CATALOGUE {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("switchyard_"), "{} lacks the prefix", m.name);
+            assert!(!m.help.is_empty(), "{} has no help", m.name);
+            match m.kind {
+                MetricKind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
+                _ => assert!(!m.name.ends_with("_total"), "{}", m.name),
+            }
+            match m.unit {
+                Unit::Seconds => assert!(m.name.contains("_seconds"), "{}", m.name),
+                Unit::Bytes => assert!(m.name.contains("_bytes"), "{}", m.name),
+                Unit::Count => {}
+            }
+        }
+    }
+
+    #[test]
+    fn histograms_have_increasing_buckets_and_others_none() {
+        for m in CATALOGUE {
+            if m.kind == MetricKind::Histogram {
+                assert!(m.buckets.len() >= 5, "{} has too few buckets", m.name);
+                assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
+            } else {
+                assert!(m.buckets.is_empty(), "{} is not a histogram", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn find_looks_up_by_name() {
+        assert_eq!(find(REACTOR_LAG.name), Some(&REACTOR_LAG));
+        assert_eq!(find("switchyard_nope"), None);
+    }
+}
