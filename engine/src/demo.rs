@@ -101,7 +101,10 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
     };
     if request.uri().path() != "/records" {
-        return Ok(Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found"))).expect("static"));
+        return Ok(Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::from_static(b"not found")))
+            .expect("static"));
     }
     let n = param("n").unwrap_or(10).min(10_000);
     let delay = Duration::from_millis(param("delay_ms").unwrap_or(0).min(60_000));
@@ -112,10 +115,17 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&format!(r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#, i % 1000, i % 100));
+        body.push_str(&format!(
+            r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#,
+            i % 1000,
+            i % 100
+        ));
     }
     body.push(']');
-    Ok(Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("valid"))
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid"))
 }
 
 /// What the demo does, per task and in all.

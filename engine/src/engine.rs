@@ -177,12 +177,20 @@ impl Engine {
             ExecutionModel::Threads => Dispatch::Workers(spawn_workers(config).await?),
             model => {
                 let cfg = config.clone();
-                let io = handle.spawn(async move { IoClients::connect(&cfg).await }).await.map_err(|_| Error::closed())??;
+                let io = handle
+                    .spawn(async move { IoClients::connect(&cfg).await })
+                    .await
+                    .map_err(|_| Error::closed())??;
                 let placement = match (model, &self.inner.cpu) {
                     (ExecutionModel::Hybrid, Some(pool)) => CpuPlacement::Pool(pool.clone()),
                     _ => CpuPlacement::Inline,
                 };
-                Dispatch::Spawn { handle: handle.clone(), placement, io, watchdog: Some(self.inner.watchdog.clone()) }
+                Dispatch::Spawn {
+                    handle: handle.clone(),
+                    placement,
+                    io,
+                    watchdog: Some(self.inner.watchdog.clone()),
+                }
             }
         };
         let shared = RunShared::new();

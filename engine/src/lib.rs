@@ -46,8 +46,8 @@ pub mod source;
 pub mod telemetry;
 
 pub use config::{
-    EngineConfig, ExecutionModel, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS, DEFAULT_SHUTDOWN_DEADLINE_MS,
-    DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    EngineConfig, ExecutionModel, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS,
+    DEFAULT_SHUTDOWN_DEADLINE_MS, DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
 };
 pub use context::TaskContext;
 pub use engine::{Engine, EngineBuilder};

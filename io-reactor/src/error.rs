@@ -148,7 +148,7 @@ impl Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("switchyard_io_reactor::Error");
+        let mut d = f.debug_struct("io_reactor::Error");
         d.field("kind", &self.kind);
         if let Some(source) = &self.source {
             d.field("source", source);

@@ -380,14 +380,21 @@ mod tests {
                 shared.accepts.fetch_add(1, SeqCst);
                 let counters = Arc::clone(&shared);
                 let service = service_fn(move |req| route(req, Arc::clone(&counters)));
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
         (addr, counters)
     }
 
-    async fn route(req: Request<Incoming>, counters: Arc<Counters>) -> Result<Response<Full<Bytes>>, Infallible> {
-        let reply = |status: u16, body: Bytes| Ok(Response::builder().status(status).body(Full::new(body)).unwrap());
+    async fn route(
+        req: Request<Incoming>,
+        counters: Arc<Counters>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let reply =
+            |status: u16, body: Bytes| Ok(Response::builder().status(status).body(Full::new(body)).unwrap());
         match req.uri().path() {
             "/echo" => {
                 let head = format!("{} {:?}\n", req.method(), req.headers().get(CONTENT_TYPE));
@@ -437,7 +444,8 @@ mod tests {
     #[test]
     fn builds_outside_a_runtime_and_validates() {
         assert!(HttpClient::new(&HttpConfig::default()).is_ok());
-        let err = HttpClient::new(&HttpConfig { max_in_flight_per_host: 0, ..HttpConfig::default() }).unwrap_err();
+        let err =
+            HttpClient::new(&HttpConfig { max_in_flight_per_host: 0, ..HttpConfig::default() }).unwrap_err();
         assert_eq!(err.config_field(), Some("http.max_in_flight_per_host"));
     }
 
@@ -448,14 +456,16 @@ mod tests {
         let got = client.get(&format!("http://{addr}/echo")).await.unwrap();
         assert_eq!(got.status, StatusCode::OK);
         assert_eq!(got.body, "GET None\n");
-        let posted = client.post_json(&format!("http://{addr}/echo"), Bytes::from_static(b"{\"a\":1}")).await.unwrap();
+        let posted =
+            client.post_json(&format!("http://{addr}/echo"), Bytes::from_static(b"{\"a\":1}")).await.unwrap();
         assert_eq!(posted.body, "POST Some(\"application/json\")\n{\"a\":1}");
     }
 
     #[tokio::test]
     async fn non_2xx_is_a_response_until_error_for_status() {
         let (addr, _) = server().await;
-        let response = client(HttpConfig::default()).get(&format!("http://{addr}/unavailable")).await.unwrap();
+        let response =
+            client(HttpConfig::default()).get(&format!("http://{addr}/unavailable")).await.unwrap();
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.body, "busy");
         let err = response.error_for_status().unwrap_err();

@@ -167,8 +167,9 @@ impl MysqlPool {
         T: Send + 'static,
         F: for<'c> FnOnce(
                 &'c mut mysql_async::Conn,
-            ) -> Pin<Box<dyn Future<Output = std::result::Result<T, mysql_async::Error>> + Send + 'c>>
-            + Send,
+            ) -> Pin<
+                Box<dyn Future<Output = std::result::Result<T, mysql_async::Error>> + Send + 'c>,
+            > + Send,
     {
         let shared = &*self.shared;
         let started = Instant::now();
@@ -315,7 +316,8 @@ mod tests {
             release_tx.send(()).unwrap();
             holder.await.unwrap().unwrap();
             assert_eq!(pool.status(), PoolStatus { in_use: 0, waiters: 0, max: 1 });
-            let two: Option<u32> = pool.with_conn(|conn| Box::pin(conn.query_first("SELECT 2"))).await.unwrap();
+            let two: Option<u32> =
+                pool.with_conn(|conn| Box::pin(conn.query_first("SELECT 2"))).await.unwrap();
             assert_eq!(two, Some(2));
             pool.disconnect().await.unwrap();
         };
@@ -331,9 +333,12 @@ mod tests {
         let table = unique_name("sy_scoped");
         let test = async {
             let pool = MysqlPool::new(&config(url, 2, 5_000)).unwrap();
-            pool.exec_drop(&format!("CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY AUTO_INCREMENT, v INT)"), ())
-                .await
-                .unwrap();
+            pool.exec_drop(
+                &format!("CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY AUTO_INCREMENT, v INT)"),
+                (),
+            )
+            .await
+            .unwrap();
             let insert = format!("INSERT INTO {table} (v) VALUES (?)");
             for i in 0..50 {
                 pool.exec_drop(&insert, (i,)).await.unwrap();

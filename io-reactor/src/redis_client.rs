@@ -164,7 +164,9 @@ impl RedisClient {
 
 impl std::fmt::Debug for RedisClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisClient").field("attempt_deadline", &self.attempt_deadline).finish_non_exhaustive()
+        f.debug_struct("RedisClient")
+            .field("attempt_deadline", &self.attempt_deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,23 +242,23 @@ mod tests {
             let mut killer = killer.get_multiplexed_async_connection().await.unwrap();
             let kill = |id: i64| redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).to_owned();
 
-            let id: i64 = client.query(&redis::cmd("CLIENT").arg("ID")).await.unwrap();
+            let id: i64 = client.query(redis::cmd("CLIENT").arg("ID")).await.unwrap();
             let killed: i64 = kill(id).query_async(&mut killer).await.unwrap();
             assert_eq!(killed, 1);
             let () = client.query(redis::cmd("SET").arg(&key).arg("v1").arg("EX").arg(60)).await.unwrap();
-            let got: Option<String> = client.query(&redis::cmd("GET").arg(&key)).await.unwrap();
+            let got: Option<String> = client.query(redis::cmd("GET").arg(&key)).await.unwrap();
             assert_eq!(got.as_deref(), Some("v1"));
 
             // query_once has no retry: the first command after a drop fails,
             // and the manager's reconnect serves the next one.
-            let id: i64 = client.query(&redis::cmd("CLIENT").arg("ID")).await.unwrap();
+            let id: i64 = client.query(redis::cmd("CLIENT").arg("ID")).await.unwrap();
             let _: i64 = kill(id).query_async(&mut killer).await.unwrap();
-            let err = client.query_once::<Option<String>>(&redis::cmd("GET").arg(&key)).await.unwrap_err();
+            let err = client.query_once::<Option<String>>(redis::cmd("GET").arg(&key)).await.unwrap_err();
             assert!(err.is_redis() && !err.is_timeout(), "{err:?}");
-            let got: Option<String> = client.query_once(&redis::cmd("GET").arg(&key)).await.unwrap();
+            let got: Option<String> = client.query_once(redis::cmd("GET").arg(&key)).await.unwrap();
             assert_eq!(got.as_deref(), Some("v1"));
 
-            let () = client.query(&redis::cmd("DEL").arg(&key)).await.unwrap();
+            let () = client.query(redis::cmd("DEL").arg(&key)).await.unwrap();
         };
         tokio::time::timeout(Duration::from_secs(10), test).await.expect("redis reconnect hung");
     }
@@ -289,9 +291,9 @@ mod tests {
         let (got,): (String,) = client.query_pipeline(&pipe, true).await.unwrap();
         assert_eq!(got, "text");
 
-        let err = client.query::<i64>(&redis::cmd("INCR").arg(&key)).await.unwrap_err();
+        let err = client.query::<i64>(redis::cmd("INCR").arg(&key)).await.unwrap_err();
         assert!(err.is_redis() && !err.is_timeout(), "{err:?}");
 
-        let () = client.query(&redis::cmd("DEL").arg(&key)).await.unwrap();
+        let () = client.query(redis::cmd("DEL").arg(&key)).await.unwrap();
     }
 }

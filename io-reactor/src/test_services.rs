@@ -30,11 +30,13 @@ fn required() -> bool {
 pub(crate) async fn reachable(service: &str, url: &str) -> bool {
     let reason = match host_port(url) {
         None => format!("{service} url has no host"),
-        Some(addr) => match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
-            Ok(Ok(_)) => return true,
-            Ok(Err(e)) => format!("{service} at {addr} unreachable: {e}"),
-            Err(_) => format!("{service} at {addr} did not answer within {PROBE_TIMEOUT:?}"),
-        },
+        Some(addr) => {
+            match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+                Ok(Ok(_)) => return true,
+                Ok(Err(e)) => format!("{service} at {addr} unreachable: {e}"),
+                Err(_) => format!("{service} at {addr} did not answer within {PROBE_TIMEOUT:?}"),
+            }
+        }
     };
     if required() {
         panic!("SWITCHYARD_REQUIRE_SERVICES=1 but {reason}");

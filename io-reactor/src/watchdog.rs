@@ -154,7 +154,8 @@ impl StallWatchdog {
         });
         let heartbeat = handle.spawn(heartbeat(Arc::clone(&state))).abort_handle();
         let observed = Arc::clone(&state);
-        let observer = thread::Builder::new().name("switchyard-watchdog".into()).spawn(move || observe(&observed));
+        let observer =
+            thread::Builder::new().name("switchyard-watchdog".into()).spawn(move || observe(&observed));
         let observer = match observer {
             Ok(observer) => observer,
             Err(e) => {

@@ -51,17 +51,14 @@ pub struct MetricDef {
 }
 
 /// Buckets for short waits measured in seconds (reactor lag, queue waits).
-pub const SHORT_SECONDS_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+pub const SHORT_SECONDS_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// Buckets for task-level durations measured in seconds.
-pub const TASK_SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+pub const TASK_SECONDS_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 /// Buckets for one CPU job's run time in seconds.
-pub const CPU_JOB_SECONDS_BUCKETS: &[f64] = &[
-    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
-];
+pub const CPU_JOB_SECONDS_BUCKETS: &[f64] =
+    &[0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDef {
     MetricDef { name, kind: MetricKind::Counter, unit: Unit::Count, help, labels, buckets: &[] }
@@ -130,11 +127,8 @@ pub const REACTOR_LAG: MetricDef = histogram(
     SHORT_SECONDS_BUCKETS,
 );
 /// Heartbeats later than the stall threshold.
-pub const REACTOR_STALLS: MetricDef = counter(
-    "switchyard_reactor_stalls_total",
-    "Reactor heartbeats later than the stall threshold.",
-    &[],
-);
+pub const REACTOR_STALLS: MetricDef =
+    counter("switchyard_reactor_stalls_total", "Reactor heartbeats later than the stall threshold.", &[]);
 
 // ---- HTTP -----------------------------------------------------------------
 
@@ -241,11 +235,8 @@ pub const TASK_CPU_QUEUE_WAIT: MetricDef = histogram(
     TASK_SECONDS_BUCKETS,
 );
 /// Time a task's CPU steps ran.
-pub const TASK_CPU_TIME: MetricDef = histogram(
-    "switchyard_task_cpu_seconds",
-    "Time a task's CPU steps ran.",
-    TASK_SECONDS_BUCKETS,
-);
+pub const TASK_CPU_TIME: MetricDef =
+    histogram("switchyard_task_cpu_seconds", "Time a task's CPU steps ran.", TASK_SECONDS_BUCKETS);
 
 // ---- Process --------------------------------------------------------------
 

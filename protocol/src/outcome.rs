@@ -57,7 +57,12 @@ pub struct TaskTimes {
 
 impl TaskTimes {
     /// Builds the split from the task's whole run time and its CPU parts.
-    pub fn from_parts(admission_wait: Duration, run: Duration, cpu_queue_wait: Duration, cpu_time: Duration) -> Self {
+    pub fn from_parts(
+        admission_wait: Duration,
+        run: Duration,
+        cpu_queue_wait: Duration,
+        cpu_time: Duration,
+    ) -> Self {
         TaskTimes {
             admission_wait,
             io_wait: run.saturating_sub(cpu_queue_wait + cpu_time),
@@ -80,7 +85,12 @@ mod tests {
             Duration::from_millis(30),
         );
         assert_eq!(t.io_wait, Duration::from_millis(60));
-        let clipped = TaskTimes::from_parts(Duration::ZERO, Duration::from_millis(1), Duration::from_millis(2), Duration::ZERO);
+        let clipped = TaskTimes::from_parts(
+            Duration::ZERO,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Duration::ZERO,
+        );
         assert_eq!(clipped.io_wait, Duration::ZERO);
     }
 

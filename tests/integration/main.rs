@@ -1,1 +1,9 @@
-//! Integration tests.
+//! Cross-crate integration tests: one binary, the shared harness in `lib.rs`.
+
+mod backpressure;
+mod dependencies;
+mod failures;
+mod metrics_smoke;
+mod models;
+mod services;
+mod thesis;

@@ -62,14 +62,17 @@ pub(crate) fn spawn_admission<S: Source>(
                     Some(p) => p,
                     None => slots.clone().try_acquire_owned().expect("source returned more than asked"),
                 };
+                let id = shared.task_admitted(&delivery.label);
                 match &dispatch {
                     Dispatch::Spawn { handle, placement, io, watchdog } => {
                         let (placement, io, watchdog) = (placement.clone(), io.clone(), watchdog.clone());
-                        let make_cx = move |times, attempt| TaskContext::new(placement, io, watchdog, times, attempt);
-                        handle.spawn(run_task(delivery, permit, make_cx, task.clone(), shared.clone()));
+                        let make_cx =
+                            move |times, attempt| TaskContext::new(placement, io, watchdog, times, attempt);
+                        handle.spawn(run_task(id, delivery, permit, make_cx, task.clone(), shared.clone()));
                     }
                     Dispatch::Workers(tx) => {
-                        let job = WorkerJob { delivery, permit, task: task.clone(), shared: shared.clone() };
+                        let job =
+                            WorkerJob { id, delivery, permit, task: task.clone(), shared: shared.clone() };
                         if tx.send(job).await.is_err() {
                             tracing::error!("every worker thread has exited; stopping intake");
                             shared.stop_intake.cancel();

@@ -118,13 +118,16 @@ impl RunShared {
         })
     }
 
-    /// Registers an admitted task; returns its id.
-    pub(crate) fn task_started(&self, label: &str) -> u64 {
+    /// Registers an admitted task; returns its id. Called by the admission
+    /// loop before the task is handed on, so the run cannot look finished
+    /// while a task is on its way to a reactor or worker.
+    pub(crate) fn task_admitted(&self, label: &str) -> u64 {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.active.lock().expect("active tasks lock").insert(id, label.to_string());
+        crate::telemetry::task_in_flight(now);
         id
     }
 
@@ -236,7 +239,12 @@ impl Running {
     }
 
     fn report(&self, unfinished: Vec<String>, finished_in_time: bool) -> RunReport {
-        RunReport { stats: self.shared.stats(), unfinished, finished_in_time, elapsed: self.shared.started.elapsed() }
+        RunReport {
+            stats: self.shared.stats(),
+            unfinished,
+            finished_in_time,
+            elapsed: self.shared.started.elapsed(),
+        }
     }
 }
 

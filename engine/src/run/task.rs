@@ -58,7 +58,10 @@ impl fmt::Display for TaskError {
 
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskError").field("source", &self.source).field("retry_after", &self.retry_after).finish()
+        f.debug_struct("TaskError")
+            .field("source", &self.source)
+            .field("retry_after", &self.retry_after)
+            .finish()
     }
 }
 
@@ -69,8 +72,10 @@ pub(crate) type TaskFn<T> = Arc<
         + Sync,
 >;
 
-/// Runs one delivery to settlement and releases its in-flight slot.
+/// Runs one admitted delivery (see [`RunShared::task_admitted`]) to
+/// settlement and releases its in-flight slot.
 pub(crate) async fn run_task<T: Send + 'static>(
+    id: u64,
     delivery: Delivery<T>,
     permit: OwnedSemaphorePermit,
     make_cx: impl FnOnce(Arc<CpuTimes>, u32) -> TaskContext,
@@ -78,8 +83,6 @@ pub(crate) async fn run_task<T: Send + 'static>(
     shared: Arc<RunShared>,
 ) {
     let Delivery { item, label, attempt, available_at, settle } = delivery;
-    let id = shared.task_started(&label);
-    telemetry::task_admitted(shared.in_flight());
     let started = Instant::now();
     let times = Arc::new(CpuTimes::default());
     let cx = make_cx(times.clone(), attempt);
@@ -99,7 +102,9 @@ pub(crate) async fn run_task<T: Send + 'static>(
             Some(delay) => (TaskOutcome::Retried, Some(e.to_string()), Some(delay)),
             None => (TaskOutcome::Failed, Some(e.to_string()), None),
         },
-        Some(Err(panic)) => (TaskOutcome::Panicked, Some(panic_message(&*panic).replace("cpu job", "task")), None),
+        Some(Err(panic)) => {
+            (TaskOutcome::Panicked, Some(panic_message(&*panic).replace("cpu job", "task")), None)
+        }
     };
     let settled = match (outcome, retry_delay) {
         // An abandoned item is deliberately left unsettled: a durable source delivers it again.
@@ -118,7 +123,8 @@ pub(crate) async fn run_task<T: Send + 'static>(
         _ => {}
     }
 
-    let split = TaskTimes::from_parts(started.duration_since(available_at), run, times.queue_wait(), times.run());
+    let split =
+        TaskTimes::from_parts(started.duration_since(available_at), run, times.queue_wait(), times.run());
     telemetry::task_settled(outcome, run, split);
     drop(permit);
     shared.task_settled(id, outcome, failure);

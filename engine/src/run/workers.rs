@@ -17,6 +17,7 @@ use crate::source::Delivery;
 
 /// One admitted task on its way to a worker.
 pub(crate) struct WorkerJob<T> {
+    pub(crate) id: u64,
     pub(crate) delivery: Delivery<T>,
     pub(crate) permit: OwnedSemaphorePermit,
     pub(crate) task: TaskFn<T>,
@@ -25,7 +26,9 @@ pub(crate) struct WorkerJob<T> {
 
 /// Starts `config.thread_workers` workers; returns the queue feeding them
 /// once every worker has connected its clients.
-pub(crate) async fn spawn_workers<T: Send + 'static>(config: &EngineConfig) -> Result<mpsc::Sender<WorkerJob<T>>, Error> {
+pub(crate) async fn spawn_workers<T: Send + 'static>(
+    config: &EngineConfig,
+) -> Result<mpsc::Sender<WorkerJob<T>>, Error> {
     let workers = config.thread_workers;
     let (tx, rx) = mpsc::channel::<WorkerJob<T>>(workers);
     let rx = Arc::new(Mutex::new(rx));
@@ -73,12 +76,13 @@ fn worker_main<T: Send + 'static>(
             // The lock is held only while waiting for the next job, so idle
             // workers queue up for work in turn.
             let job = rx.lock().await.recv().await;
-            let Some(WorkerJob { delivery, permit, task, shared }) = job else { break };
+            let Some(WorkerJob { id, delivery, permit, task, shared }) = job else { break };
             let io = io.clone();
             // The stall watchdog watches the admission reactor, not these
             // threads: a worker computing inline stalls only its own task.
-            let make_cx = move |times, attempt| TaskContext::new(CpuPlacement::Inline, io, None, times, attempt);
-            run_task(delivery, permit, make_cx, task, shared).await;
+            let make_cx =
+                move |times, attempt| TaskContext::new(CpuPlacement::Inline, io, None, times, attempt);
+            run_task(id, delivery, permit, make_cx, task, shared).await;
         }
     });
 }

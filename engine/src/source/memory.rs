@@ -154,7 +154,8 @@ impl<T: Clone + Send + 'static> Source for MemorySource<T> {
             .map(|envelope| {
                 // The settle half keeps a copy so a nack can queue the item again.
                 let item = envelope.item.clone();
-                let (label, attempt, available_at) = (envelope.label.clone(), envelope.attempt, envelope.available_at);
+                let (label, attempt, available_at) =
+                    (envelope.label.clone(), envelope.attempt, envelope.available_at);
                 let settle = Box::new(MemorySettle {
                     envelope: Some(envelope),
                     retry_tx: self.retry_tx.clone(),

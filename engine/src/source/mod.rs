@@ -53,7 +53,13 @@ pub struct Delivery<T> {
 
 impl<T> Delivery<T> {
     /// Wraps an item and its settlement.
-    pub fn new(item: T, label: impl Into<String>, attempt: u32, available_at: Instant, settle: Box<dyn Settle>) -> Self {
+    pub fn new(
+        item: T,
+        label: impl Into<String>,
+        attempt: u32,
+        available_at: Instant,
+        settle: Box<dyn Settle>,
+    ) -> Self {
         Delivery { item, label: label.into(), attempt, available_at, settle }
     }
 }

@@ -50,7 +50,8 @@ pub fn install_prometheus() -> Result<PrometheusSetup, Error> {
     }
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).map_err(|e| Error::config_from("metrics.recorder", e.to_string()))?;
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| Error::config_from("metrics.recorder", e.to_string()))?;
     for def in cat::CATALOGUE {
         describe(def);
     }

@@ -25,10 +25,6 @@ pub(crate) fn engine_started(max_in_flight: usize) {
     gauge!(cat::TASKS_IN_FLIGHT.name).set(0.0);
 }
 
-pub(crate) fn task_admitted(in_flight: usize) {
-    task_in_flight(in_flight);
-}
-
 pub(crate) fn task_in_flight(in_flight: usize) {
     gauge!(cat::TASKS_IN_FLIGHT.name).set(in_flight as f64);
 }

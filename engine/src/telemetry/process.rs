@@ -22,13 +22,8 @@ impl ProcessSample {
     /// Reads the current values, or `None` where `/proc` is not available.
     pub fn read() -> Option<ProcessSample> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let rss_kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
+        let rss_kib: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // The command name may contain spaces and parentheses: fields are
         // counted from after its last ')'. utime and stime are fields 14 and 15.
@@ -46,7 +41,8 @@ impl ProcessSample {
     /// Peak resident set size of the process so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes() -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
+        let kib: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
         Some(kib * 1024)
     }
 }

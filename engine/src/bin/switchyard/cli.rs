@@ -193,7 +193,8 @@ async fn upkeep(metrics: switchyard::telemetry::PrometheusSetup, stop: Cancellat
 /// First SIGINT/SIGTERM: stop intake and drain. Second: exit at once.
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };

@@ -41,7 +41,10 @@ pub(crate) async fn serve(listener: TcpListener, metrics: PrometheusSetup, stop:
     }
 }
 
-async fn answer(req: Request<Incoming>, metrics: PrometheusSetup) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    metrics: PrometheusSetup,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match req.uri().path() {
         "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
         "/healthz" => (200, "text/plain", "ok\n".to_string()),
