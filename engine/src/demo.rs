@@ -7,18 +7,16 @@
 //! parse the JSON and run a hash chain over each record. The upstream runs on
 //! its own runtime thread, so it never shares the engine's reactor.
 
-use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::oneshot;
+use hyper::Request;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_server::{query_param, respond, Handler, HttpResponse, ServerThread};
 
 use crate::{Engine, Error, MemorySource, RunReport, TaskContext, TaskError};
 
@@ -26,85 +24,35 @@ use crate::{Engine, Error, MemorySource, RunReport, TaskContext, TaskError};
 const UPSTREAM_MAX_CONNECTIONS: usize = 4_096;
 
 /// A loopback HTTP server answering `GET /records?n=N&delay_ms=D` after `D`
-/// milliseconds with `N` JSON records. Stops when dropped.
+/// milliseconds with `N` JSON records, on its own thread. Stops when dropped.
 pub struct DemoUpstream {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl DemoUpstream {
-    /// Starts the server on 127.0.0.1 and a free port, on its own thread.
+    /// Starts the server on 127.0.0.1 and a free port.
     pub fn start() -> std::io::Result<DemoUpstream> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let thread = std::thread::Builder::new()
-            .name("switchyard-demo-upstream".into())
-            .spawn(move || runtime.block_on(serve(listener, stop_rx)))?;
-        Ok(DemoUpstream { addr, stop: Some(stop_tx), thread: Some(thread) })
+        let handler: Handler = Arc::new(|req| Box::pin(answer(req)));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(DemoUpstream { server: ServerThread::start(addr, "switchyard-demo-upstream", UPSTREAM_MAX_CONNECTIONS, handler)? })
     }
 
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 }
 
-impl Drop for DemoUpstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn serve(listener: std::net::TcpListener, mut stop: oneshot::Receiver<()>) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(UPSTREAM_MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
-            _ = &mut stop => return,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            _ = &mut stop => return,
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(answer);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
-}
-
-async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(request: Request<Incoming>) -> HttpResponse {
     let query = request.uri().query().unwrap_or("");
-    let param = |key: &str| {
-        query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
-    };
+    let param = |key: &str| query_param(query, key).and_then(|v| v.parse::<u64>().ok());
     if request.uri().path() != "/records" {
-        return Ok(Response::builder()
-            .status(404)
-            .body(Full::new(Bytes::from_static(b"not found")))
-            .expect("static"));
+        return respond(404, "text/plain", "not found");
     }
     let n = param("n").unwrap_or(10).min(10_000);
     let delay = Duration::from_millis(param("delay_ms").unwrap_or(0).min(60_000));
@@ -115,17 +63,10 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&format!(
-            r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#,
-            i % 1000,
-            i % 100
-        ));
+        body.push_str(&format!(r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#, i % 1000, i % 100));
     }
     body.push(']');
-    Ok(Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid"))
+    respond(200, "application/json", body)
 }
 
 /// What the demo does, per task and in all.

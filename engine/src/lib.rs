@@ -40,6 +40,7 @@ mod context;
 pub mod demo;
 mod engine;
 mod error;
+pub mod http_server;
 mod io;
 mod run;
 pub mod source;
