@@ -85,6 +85,7 @@ pub async fn serve(listener: TcpListener, max_connections: usize, handler: Handl
 /// A server on its own thread and single-thread runtime. Stops when dropped.
 pub struct ServerThread {
     addr: SocketAddr,
+    tid: Option<u64>,
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -98,7 +99,9 @@ impl ServerThread {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+            let _ = tid_tx.send(crate::telemetry::ProcessSample::current_thread_id());
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {
                     Ok(listener) => serve(listener, max_connections, handler, token).await,
@@ -106,7 +109,13 @@ impl ServerThread {
                 }
             })
         })?;
-        Ok(ServerThread { addr, stop, thread: Some(thread) })
+        let tid = tid_rx.recv().ok().flatten();
+        Ok(ServerThread { addr, tid, stop, thread: Some(thread) })
+    }
+
+    /// CPU time the server's thread has used (Linux only).
+    pub fn thread_cpu(&self) -> Option<std::time::Duration> {
+        crate::telemetry::ProcessSample::thread_cpu(self.tid?)
     }
 
     /// The bound address.

@@ -42,6 +42,7 @@ mod engine;
 mod error;
 pub mod http_server;
 mod io;
+pub mod pz1;
 mod run;
 pub mod source;
 pub mod telemetry;

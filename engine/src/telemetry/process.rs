@@ -14,6 +14,17 @@ pub struct ProcessSample {
     pub cpu: Duration,
 }
 
+/// User plus system time from a `/proc/.../stat` line.
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
+    // The command name may contain spaces and parentheses: fields are
+    // counted from after its last ')'. utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / CLOCK_TICKS_PER_SECOND))
+}
+
 /// Clock ticks per second of `/proc/self/stat`'s CPU fields. It is 100 on
 /// every Linux architecture Switchyard targets (USER_HZ is fixed by the ABI).
 const CLOCK_TICKS_PER_SECOND: u64 = 100;
@@ -25,17 +36,18 @@ impl ProcessSample {
         let rss_kib: u64 =
             status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // The command name may contain spaces and parentheses: fields are
-        // counted from after its last ')'. utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let mut fields = rest.split_whitespace().skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        let ticks = utime + stime;
-        Some(ProcessSample {
-            rss_bytes: rss_kib * 1024,
-            cpu: Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SECOND),
-        })
+        Some(ProcessSample { rss_bytes: rss_kib * 1024, cpu: cpu_of_stat(&stat)? })
+    }
+
+    /// CPU time used by one thread of this process, by its kernel thread id.
+    pub fn thread_cpu(tid: u64) -> Option<Duration> {
+        cpu_of_stat(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+    }
+
+    /// The kernel thread id of the calling thread.
+    pub fn current_thread_id() -> Option<u64> {
+        let link = std::fs::read_link("/proc/thread-self").ok()?;
+        link.file_name()?.to_str()?.parse().ok()
     }
 
     /// Peak resident set size of the process so far (`VmHWM`), in bytes.
@@ -64,5 +76,7 @@ mod tests {
         let after = ProcessSample::read().unwrap();
         assert!(after.cpu > before.cpu, "cpu did not grow: {:?} -> {:?}", before.cpu, after.cpu);
         assert!(ProcessSample::peak_rss_bytes().unwrap() >= after.rss_bytes / 2);
+        let tid = ProcessSample::current_thread_id().unwrap();
+        assert!(ProcessSample::thread_cpu(tid).unwrap() >= Duration::from_millis(200));
     }
 }

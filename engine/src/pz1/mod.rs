@@ -1,0 +1,14 @@
+//! Workload PZ-1 on the engine: its upstream, its pipeline and the
+//! open-loop benchmark that compares the execution models.
+//!
+//! The pure parts (event generation, canonical form, fingerprints, delays,
+//! the ideal-latency clock, the report's keys) live in
+//! [`switchyard_protocol::pz1`]; this module adds what waits and computes.
+
+mod pipeline;
+mod stores;
+mod upstream;
+
+pub use pipeline::{Pz1Error, Pz1Outcome, Pz1Pipeline, Pz1Poll};
+pub use stores::{EmbeddedStores, RunRow, Stores, PZ_RUNS_DDL};
+pub use upstream::{Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS};

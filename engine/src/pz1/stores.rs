@@ -1,0 +1,173 @@
+//! Where PZ-1 keeps its dedup state and run records: real Redis and MySQL,
+//! or embedded in-memory stand-ins so the benchmark runs with no servers.
+//!
+//! The embedded stores are named for what they are: nothing survives the
+//! process, and they exist so a newcomer (or a CI job without servers) can
+//! run the workload. Both kinds are reached only through scoped calls, so a
+//! MySQL connection is held for exactly one statement.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use switchyard_io_reactor::mysql_async::prelude::Queryable;
+use switchyard_io_reactor::redis;
+
+use super::pipeline::Pz1Error;
+use crate::TaskContext;
+
+/// Schema of the run records, created if missing. The spec's columns
+/// (`zap, seq, items, new_items, latency_ms, status`) plus the run they
+/// belong to and the failure reason.
+pub const PZ_RUNS_DDL: &str = "CREATE TABLE IF NOT EXISTS pz_runs (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    run_id VARCHAR(64) NOT NULL,
+    zap VARCHAR(64) NOT NULL,
+    seq BIGINT NOT NULL,
+    items INT NOT NULL,
+    new_items INT NOT NULL,
+    latency_ms DOUBLE NOT NULL,
+    status VARCHAR(32) NOT NULL,
+    error VARCHAR(255) NULL,
+    created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    KEY run_zap_seq (run_id, zap, seq)
+)";
+
+/// How long a zap's seen-set outlives its last write: dedup state is
+/// bounded in time as well as by the run.
+const SEEN_TTL_S: u64 = 7 * 24 * 3600;
+/// Most run rows the embedded log keeps (oldest dropped first).
+const EMBEDDED_MAX_ROWS: usize = 1_000_000;
+/// Longest error text stored in a row (the column is VARCHAR(255)).
+const MAX_ERROR_CHARS: usize = 250;
+
+/// One task's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The run (benchmark invocation) the task belongs to.
+    pub run_id: String,
+    /// Zap id.
+    pub zap: String,
+    /// Poll sequence number.
+    pub seq: u64,
+    /// Items the poll returned.
+    pub items: u32,
+    /// Actions delivered.
+    pub new_items: u32,
+    /// From release to record, milliseconds.
+    pub latency_ms: f64,
+    /// `ok` or the stage that failed (`poll_failed`, `transform_failed`, ...).
+    pub status: &'static str,
+    /// Why, when it failed.
+    pub error: Option<String>,
+}
+
+/// In-memory stand-ins for Redis's seen-sets and MySQL's `pz_runs`.
+#[derive(Debug, Default)]
+pub struct EmbeddedStores {
+    seen: Mutex<HashMap<String, HashSet<String>>>,
+    runs: Mutex<VecDeque<RunRow>>,
+}
+
+impl EmbeddedStores {
+    /// Empty stores.
+    pub fn new() -> Arc<Self> {
+        Arc::new(EmbeddedStores::default())
+    }
+
+    /// The recorded rows, oldest first.
+    pub fn rows(&self) -> Vec<RunRow> {
+        self.runs.lock().expect("runs lock").iter().cloned().collect()
+    }
+
+    /// Whether `id` is in `zap`'s seen-set.
+    pub fn is_seen(&self, zap: &str, id: &str) -> bool {
+        self.seen.lock().expect("seen lock").get(zap).is_some_and(|s| s.contains(id))
+    }
+}
+
+/// The stores a pipeline uses.
+#[derive(Debug, Clone)]
+pub enum Stores {
+    /// Redis (the task context's client) and MySQL (its pool).
+    External {
+        /// Prefix of the seen-set keys; the spec's is `pz:seen:`.
+        key_prefix: String,
+    },
+    /// The embedded in-memory stores.
+    Embedded(Arc<EmbeddedStores>),
+}
+
+impl Stores {
+    /// Real Redis and MySQL with the spec's key names.
+    pub fn external() -> Stores {
+        Stores::External { key_prefix: "pz:seen:".to_string() }
+    }
+
+    /// Which of `ids` `zap` has seen (`SMISMEMBER`), in order.
+    pub(crate) async fn seen(&self, cx: &TaskContext, zap: &str, ids: &[String]) -> Result<Vec<bool>, Pz1Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Stores::External { key_prefix } => {
+                let mut cmd = redis::cmd("SMISMEMBER");
+                cmd.arg(format!("{key_prefix}{zap}")).arg(ids);
+                Ok(cx.redis().map_err(Pz1Error::store)?.query(&cmd).await.map_err(Pz1Error::store)?)
+            }
+            Stores::Embedded(stores) => {
+                let seen = stores.seen.lock().expect("seen lock");
+                let set = seen.get(zap);
+                Ok(ids.iter().map(|id| set.is_some_and(|s| s.contains(id))).collect())
+            }
+        }
+    }
+
+    /// Adds `ids` to `zap`'s seen-set (`SADD`, idempotent, so safe to retry).
+    pub(crate) async fn mark_seen(&self, cx: &TaskContext, zap: &str, ids: &[String]) -> Result<(), Pz1Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Stores::External { key_prefix } => {
+                let key = format!("{key_prefix}{zap}");
+                let mut pipe = redis::pipe();
+                pipe.cmd("SADD").arg(&key).arg(ids).ignore().cmd("EXPIRE").arg(&key).arg(SEEN_TTL_S).ignore();
+                cx.redis().map_err(Pz1Error::store)?.query_pipeline::<()>(&pipe, true).await.map_err(Pz1Error::store)
+            }
+            Stores::Embedded(stores) => {
+                let mut seen = stores.seen.lock().expect("seen lock");
+                seen.entry(zap.to_string()).or_default().extend(ids.iter().cloned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Records one task (one INSERT; the connection is held for it alone).
+    pub(crate) async fn record(&self, cx: &TaskContext, row: RunRow) -> Result<(), Pz1Error> {
+        match self {
+            Stores::External { .. } => {
+                let error: Option<String> = row.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
+                let params = (row.run_id, row.zap, row.seq, row.items, row.new_items, row.latency_ms, row.status, error);
+                cx.mysql()
+                    .map_err(Pz1Error::store)?
+                    .with_conn(move |conn| {
+                        Box::pin(conn.exec_drop(
+                            "INSERT INTO pz_runs (run_id, zap, seq, items, new_items, latency_ms, status, error) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            params,
+                        ))
+                    })
+                    .await
+                    .map_err(Pz1Error::store)
+            }
+            Stores::Embedded(stores) => {
+                let mut runs = stores.runs.lock().expect("runs lock");
+                if runs.len() == EMBEDDED_MAX_ROWS {
+                    runs.pop_front();
+                }
+                runs.push_back(row);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The PZ-1 upstream: the HTTP contract of the workload spec, served by
+//! hyper on its own thread.
+//!
+//! - `GET /poll/{zap}?seq=S&n=N&fresh=F&delay_ms=D` answers after `D` ms
+//!   with the poll's `N` events (built straight into one buffer).
+//! - `POST /action/{zap}?delay_ms=D` with a JSON body answers after `D` ms
+//!   with `{"ok": true}`.
+//! - `&status=CODE` on any request forces that status (fault tests).
+//! - `&fault=invalid_json|missing_field|oversized` (a Switchyard extension
+//!   for fault tests) answers a poll with a broken body.
+//!
+//! A sleeping request costs a timer and a connection, nothing more, so one
+//! thread serves thousands of them. The bench starts this in-process on its
+//! own runtime thread (never the engine's reactor); `switchyard upstream`
+//! serves it standalone for peers and other machines.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use switchyard_protocol::pz1::write_poll_body;
+
+use crate::http_server::{query_param, respond, Handler, HttpResponse, ServerThread};
+
+/// Most connections served at once (each sleeping request holds one).
+pub const UPSTREAM_MAX_CONNECTIONS: usize = 16_384;
+/// Largest action body accepted.
+pub const MAX_ACTION_BODY_BYTES: usize = 1024 * 1024;
+/// Largest delay honoured, whatever the client asks.
+const MAX_DELAY_MS: u64 = 60_000;
+/// Most events one poll may ask for.
+const MAX_ITEMS: u64 = 100_000;
+
+/// Requests served, for rates and CPU-per-request figures.
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    polls: AtomicU64,
+    actions: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl UpstreamCounters {
+    /// Polls answered.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+    /// Actions answered.
+    pub fn actions(&self) -> u64 {
+        self.actions.load(Ordering::Relaxed)
+    }
+    /// Requests refused as malformed or oversized.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+    /// All requests answered.
+    pub fn total(&self) -> u64 {
+        self.polls() + self.actions() + self.rejected()
+    }
+}
+
+/// A running PZ-1 upstream. Stops when dropped.
+pub struct Pz1Upstream {
+    server: ServerThread,
+    counters: Arc<UpstreamCounters>,
+}
+
+impl Pz1Upstream {
+    /// Serves on `addr` (port 0 picks a free port) on a thread of its own.
+    pub fn start(addr: SocketAddr) -> std::io::Result<Pz1Upstream> {
+        let counters = Arc::new(UpstreamCounters::default());
+        let c = counters.clone();
+        let handler: Handler = Arc::new(move |req| Box::pin(answer(req, c.clone())));
+        let server = ServerThread::start(addr, "switchyard-pz1-upstream", UPSTREAM_MAX_CONNECTIONS, handler)?;
+        Ok(Pz1Upstream { server, counters })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Requests served so far.
+    pub fn counters(&self) -> &UpstreamCounters {
+        &self.counters
+    }
+
+    /// CPU time the upstream's thread has used, where Linux tells it.
+    pub fn thread_cpu(&self) -> Option<Duration> {
+        self.server.thread_cpu()
+    }
+}
+
+fn bad_request(counters: &UpstreamCounters, why: &'static str) -> HttpResponse {
+    counters.rejected.fetch_add(1, Ordering::Relaxed);
+    respond(400, "text/plain", why)
+}
+
+async fn answer(req: Request<Incoming>, counters: Arc<UpstreamCounters>) -> HttpResponse {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let path = req.uri().path().to_string();
+    let number = |key| query_param(&query, key).and_then(|v| v.parse::<u64>().ok());
+    let delay = Duration::from_millis(number("delay_ms").unwrap_or(0).min(MAX_DELAY_MS));
+    let forced = number("status").and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s));
+
+    if let (&Method::GET, Some(zap)) = (req.method(), path.strip_prefix("/poll/")) {
+        let (Some(seq), Some(items), Some(fresh)) = (number("seq"), number("n"), number("fresh")) else {
+            return bad_request(&counters, "seq, n and fresh are required\n");
+        };
+        if zap.is_empty() || zap.contains('/') || seq == 0 || fresh == 0 || items > MAX_ITEMS {
+            return bad_request(&counters, "bad zap, seq, n or fresh\n");
+        }
+        tokio::time::sleep(delay).await;
+        counters.polls.fetch_add(1, Ordering::Relaxed);
+        if let Some(status) = forced {
+            return respond(status, "application/json", r#"{"error":"forced"}"#);
+        }
+        return match query_param(&query, "fault") {
+            Some("invalid_json") => respond(200, "application/json", r#"{"zap":"z0","seq":1,"items":[{"id""#),
+            Some("missing_field") => respond(200, "application/json", r#"{"zap":"z0","seq":1}"#),
+            Some("oversized") => respond(200, "application/json", vec![b' '; 64 * 1024 * 1024]),
+            _ => {
+                let mut body = Vec::with_capacity(512 * items as usize + 64);
+                write_poll_body(&mut body, zap, seq, items, fresh);
+                respond(200, "application/json", body)
+            }
+        };
+    }
+    if let (&Method::POST, Some(zap)) = (req.method(), path.strip_prefix("/action/")) {
+        if zap.is_empty() || zap.contains('/') {
+            return bad_request(&counters, "bad zap\n");
+        }
+        // The body is read (as a real webhook would) but only its size matters.
+        let body = match Limited::new(req.into_body(), MAX_ACTION_BODY_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                counters.rejected.fetch_add(1, Ordering::Relaxed);
+                return respond(413, "text/plain", "action body too large or unreadable\n");
+            }
+        };
+        if body.is_empty() {
+            return bad_request(&counters, "action body is empty\n");
+        }
+        tokio::time::sleep(delay).await;
+        counters.actions.fetch_add(1, Ordering::Relaxed);
+        if let Some(status) = forced {
+            return respond(status, "application/json", r#"{"error":"forced"}"#);
+        }
+        return respond(200, "application/json", Bytes::from_static(br#"{"ok": true}"#));
+    }
+    counters.rejected.fetch_add(1, Ordering::Relaxed);
+    respond(404, "text/plain", "not found\n")
+}
