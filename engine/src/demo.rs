@@ -34,7 +34,9 @@ impl DemoUpstream {
     pub fn start() -> std::io::Result<DemoUpstream> {
         let handler: Handler = Arc::new(|req| Box::pin(answer(req)));
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Ok(DemoUpstream { server: ServerThread::start(addr, "switchyard-demo-upstream", UPSTREAM_MAX_CONNECTIONS, handler)? })
+        Ok(DemoUpstream {
+            server: ServerThread::start(addr, "switchyard-demo-upstream", UPSTREAM_MAX_CONNECTIONS, handler)?,
+        })
     }
 
     /// The server's address.
@@ -63,7 +65,11 @@ async fn answer(request: Request<Incoming>) -> HttpResponse {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&format!(r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#, i % 1000, i % 100));
+        body.push_str(&format!(
+            r#"{{"id":{i},"name":"  Record {i}  ","score":"{}.{:02}"}}"#,
+            i % 1000,
+            i % 100
+        ));
     }
     body.push(']');
     respond(200, "application/json", body)

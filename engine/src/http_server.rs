@@ -92,7 +92,12 @@ pub struct ServerThread {
 
 impl ServerThread {
     /// Binds `addr` (port 0 picks a free port) and serves it on a new thread named `name`.
-    pub fn start(addr: SocketAddr, name: &str, max_connections: usize, handler: Handler) -> std::io::Result<Self> {
+    pub fn start(
+        addr: SocketAddr,
+        name: &str,
+        max_connections: usize,
+        handler: Handler,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;

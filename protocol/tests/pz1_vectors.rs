@@ -95,7 +95,9 @@ fn delay_distribution() {
     let step = u32::try_from(u64_of(check, "step")).unwrap();
     let p = pz1::Params::default();
     let mut delays: Vec<f64> = (0..n)
-        .map(|i| pz1::delay_ms(&format!("z{}", i % zaps), i / zaps + 1, step, p.base_ms, p.alpha, p.max_ms) as f64)
+        .map(|i| {
+            pz1::delay_ms(&format!("z{}", i % zaps), i / zaps + 1, step, p.base_ms, p.alpha, p.max_ms) as f64
+        })
         .collect();
     delays.sort_by(f64::total_cmp);
     let mean = delays.iter().sum::<f64>() / n as f64;

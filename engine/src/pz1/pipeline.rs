@@ -83,7 +83,12 @@ pub struct Pz1Pipeline {
 
 impl Pz1Pipeline {
     /// A pipeline against the upstream at `base_url` (`http://host:port`).
-    pub fn new(base_url: impl Into<String>, params: Params, stores: Stores, run_id: impl Into<String>) -> Arc<Self> {
+    pub fn new(
+        base_url: impl Into<String>,
+        params: Params,
+        stores: Stores,
+        run_id: impl Into<String>,
+    ) -> Arc<Self> {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         Arc::new(Pz1Pipeline { base_url, params, stores, run_id: run_id.into() })
     }

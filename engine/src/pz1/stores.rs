@@ -104,7 +104,12 @@ impl Stores {
     }
 
     /// Which of `ids` `zap` has seen (`SMISMEMBER`), in order.
-    pub(crate) async fn seen(&self, cx: &TaskContext, zap: &str, ids: &[String]) -> Result<Vec<bool>, Pz1Error> {
+    pub(crate) async fn seen(
+        &self,
+        cx: &TaskContext,
+        zap: &str,
+        ids: &[String],
+    ) -> Result<Vec<bool>, Pz1Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -123,7 +128,12 @@ impl Stores {
     }
 
     /// Adds `ids` to `zap`'s seen-set (`SADD`, idempotent, so safe to retry).
-    pub(crate) async fn mark_seen(&self, cx: &TaskContext, zap: &str, ids: &[String]) -> Result<(), Pz1Error> {
+    pub(crate) async fn mark_seen(
+        &self,
+        cx: &TaskContext,
+        zap: &str,
+        ids: &[String],
+    ) -> Result<(), Pz1Error> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -132,7 +142,11 @@ impl Stores {
                 let key = format!("{key_prefix}{zap}");
                 let mut pipe = redis::pipe();
                 pipe.cmd("SADD").arg(&key).arg(ids).ignore().cmd("EXPIRE").arg(&key).arg(SEEN_TTL_S).ignore();
-                cx.redis().map_err(Pz1Error::store)?.query_pipeline::<()>(&pipe, true).await.map_err(Pz1Error::store)
+                cx.redis()
+                    .map_err(Pz1Error::store)?
+                    .query_pipeline::<()>(&pipe, true)
+                    .await
+                    .map_err(Pz1Error::store)
             }
             Stores::Embedded(stores) => {
                 let mut seen = stores.seen.lock().expect("seen lock");
@@ -147,7 +161,16 @@ impl Stores {
         match self {
             Stores::External { .. } => {
                 let error: Option<String> = row.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
-                let params = (row.run_id, row.zap, row.seq, row.items, row.new_items, row.latency_ms, row.status, error);
+                let params = (
+                    row.run_id,
+                    row.zap,
+                    row.seq,
+                    row.items,
+                    row.new_items,
+                    row.latency_ms,
+                    row.status,
+                    error,
+                );
                 cx.mysql()
                     .map_err(Pz1Error::store)?
                     .with_conn(move |conn| {

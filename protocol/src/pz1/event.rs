@@ -179,7 +179,7 @@ mod tests {
                 prev = Some(ids);
             }
         }
-        assert_eq!(poll_event_ids(1, 50, 2).rev().next(), Some(3));
+        assert_eq!(poll_event_ids(1, 50, 2).next_back(), Some(3));
     }
 
     #[test]

@@ -59,7 +59,14 @@ pub(super) fn write_str_content(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xF) as usize],
+            ]);
         } else {
             out.extend_from_slice(escape);
         }
@@ -90,7 +97,9 @@ mod tests {
     #[test]
     fn strings_match_serde_json() {
         let all_ascii: String = (0u8..=0x7F).map(char::from).collect();
-        for s in ["", "plain", "quote\" back\\slash", "tab\tnl\nr\r\u{8}\u{c}", "\u{0}\u{1f}", "é/ü €", &all_ascii] {
+        for s in
+            ["", "plain", "quote\" back\\slash", "tab\tnl\nr\r\u{8}\u{c}", "\u{0}\u{1f}", "é/ü €", &all_ascii]
+        {
             let mut out = Vec::new();
             write_str(&mut out, s);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");

@@ -21,11 +21,11 @@
 //! | what | items |
 //! | --- | --- |
 //! | parameters | [`Params`], [`ParamsError`], `DEFAULT_*` |
-//! | release schedule | [`schedule`], [`Task`], [`Params::in_measured_window`] |
+//! | release schedule | [`schedule()`], [`Task`], [`Params::in_measured_window`] |
 //! | upstream delays | [`delay_ms`], [`task_delays`] |
 //! | upstream data | [`poll_event_ids`], [`Event`], [`PollBody`], [`write_poll_body`] |
 //! | transform steps | [`trim`], [`lower_case`], [`collapse_whitespace`], [`decimal_to_cents`], [`sort_dedupe`] |
-//! | canonical form | [`canonical`], [`canonical_json`], [`fingerprint`], [`transform_poll`], [`action_body`] |
+//! | canonical form | [`canonical()`], [`canonical_json`], [`fingerprint()`], [`transform_poll`], [`action_body`] |
 //! | ideal latency | [`IdealClock`], [`slowdown`] |
 //! | reporting | [`Report`], [`REPORT_KEYS`], [`percentile`], [`sustains`] |
 //!
@@ -52,9 +52,11 @@
 //! assert!(poll_ms <= params.max_ms);
 //! ```
 
+mod canonical;
 mod delay;
 mod error;
 mod event;
+mod fingerprint;
 mod ideal;
 mod json;
 mod params;
@@ -64,9 +66,11 @@ mod schedule;
 mod steps;
 mod transform;
 
+pub use canonical::{canonical, canonical_json, CanonicalItem};
 pub use delay::{delay_ms, task_delays};
 pub use error::{ParamsError, TransformError};
 pub use event::{poll_event_ids, write_poll_body, Event, PollBody, EPOCH_RFC3339, NOTE};
+pub use fingerprint::{fingerprint, fingerprint_raw};
 pub use ideal::{slowdown, IdealClock};
 pub use params::{
     Params, DEFAULT_ALPHA, DEFAULT_BASE_MS, DEFAULT_DRAIN_S, DEFAULT_DURATION_S, DEFAULT_FRESH,
@@ -77,7 +81,4 @@ pub use report::{
 };
 pub use schedule::{schedule, Task};
 pub use steps::{collapse_whitespace, decimal_to_cents, lower_case, sort_dedupe, trim};
-pub use transform::{
-    action_body, canonical, canonical_json, fingerprint, fingerprint_raw, transform_poll, CanonicalItem,
-    Transformed,
-};
+pub use transform::{action_body, transform_poll, Transformed};

@@ -82,7 +82,10 @@ pub fn sustains(report: &Report, offered_rate: f64) -> bool {
 /// `p * n / 100` is computed in that order so integral `p` gives exact ranks
 /// (`0.99 * n` would not).
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    debug_assert!(sorted.windows(2).all(|w| !(w[0] > w[1])), "percentile needs sorted input");
+    debug_assert!(
+        sorted.windows(2).all(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Greater)),
+        "percentile needs sorted input"
+    );
     let n = sorted.len();
     if n == 0 {
         return None;

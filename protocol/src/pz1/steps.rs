@@ -78,7 +78,8 @@ pub fn decimal_to_cents(s: &str) -> Result<i64, TransformError> {
     // Accumulate the magnitude in u64: i64::MIN's magnitude does not fit in i64.
     let mut cents: u64 = 0;
     for b in whole.bytes() {
-        cents = cents.checked_mul(10).and_then(|c| c.checked_add(u64::from(b - b'0'))).ok_or_else(overflow)?;
+        cents =
+            cents.checked_mul(10).and_then(|c| c.checked_add(u64::from(b - b'0'))).ok_or_else(overflow)?;
     }
     let mut frac_cents = 0;
     for (i, b) in frac.bytes().enumerate() {

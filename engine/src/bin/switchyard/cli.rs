@@ -26,6 +26,17 @@ struct Cli {
 enum Command {
     /// Run the service (with no configuration: the built-in demo against a loopback upstream).
     Run(RunArgs),
+    /// Run workload PZ-1 under each execution model and compare them.
+    Bench(crate::bench::BenchArgs),
+    /// Serve the PZ-1 upstream HTTP contract until stopped.
+    Upstream(UpstreamArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct UpstreamArgs {
+    /// Address to serve on (port 0 picks a free port, which is logged).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -106,6 +117,8 @@ pub(crate) fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run(RunArgs::default()));
     let result = match command {
         Command::Run(args) => run(args),
+        Command::Bench(args) => crate::bench::bench(args),
+        Command::Upstream(args) => upstream(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,7 +133,7 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Config(anyhow::Error),
     Runtime(anyhow::Error),
 }
@@ -181,6 +194,25 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         Ok(())
     });
     outcome.map_err(|e| Failure::Runtime(e.into()))?
+}
+
+fn upstream(args: UpstreamArgs) -> Result<(), Failure> {
+    let upstream = switchyard::pz1::Pz1Upstream::start(args.listen)
+        .with_context(|| format!("serving the upstream on {}", args.listen))
+        .map_err(Failure::Config)?;
+    tracing::info!(address = %upstream.addr(), "serving the PZ-1 upstream");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        stop.cancelled().await;
+    });
+    let c = upstream.counters();
+    tracing::info!(polls = c.polls(), actions = c.actions(), rejected = c.rejected(), "upstream stopped");
+    Ok(())
 }
 
 async fn upkeep(metrics: switchyard::telemetry::PrometheusSetup, stop: CancellationToken) {

@@ -1,5 +1,6 @@
 //! The `switchyard` binary.
 
+mod bench;
 mod cli;
 mod metrics_server;
 
