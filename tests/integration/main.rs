@@ -5,5 +5,6 @@ mod dependencies;
 mod failures;
 mod metrics_smoke;
 mod models;
+mod pz1;
 mod services;
 mod thesis;

@@ -13,4 +13,6 @@ mod upstream;
 pub use bench::{calibrate_cpu_alone, run_bench, summarise, BenchOutcome, Progress, TaskRecord};
 pub use pipeline::{Pz1Error, Pz1Outcome, Pz1Pipeline, Pz1Poll};
 pub use stores::{EmbeddedStores, RunRow, Stores, PZ_RUNS_DDL};
-pub use upstream::{Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS};
+pub use upstream::{
+    Fault, FaultTarget, Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS,
+};

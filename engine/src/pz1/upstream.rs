@@ -7,16 +7,20 @@
 //!   with `{"ok": true}`.
 //! - `&status=CODE` on any request forces that status (fault tests).
 //! - `&fault=invalid_json|missing_field|oversized` (a Switchyard extension
-//!   for fault tests) answers a poll with a broken body.
+//!   for fault tests) answers a poll with a broken body; the same faults,
+//!   plus a forced status or an extra delay, can be queued for the next
+//!   polls or actions with [`Pz1Upstream::inject`], for clients whose URLs
+//!   a test cannot change.
 //!
 //! A sleeping request costs a timer and a connection, nothing more, so one
 //! thread serves thousands of them. The bench starts this in-process on its
 //! own runtime thread (never the engine's reactor); `switchyard upstream`
 //! serves it standalone for peers and other machines.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +39,40 @@ pub const MAX_ACTION_BODY_BYTES: usize = 1024 * 1024;
 const MAX_DELAY_MS: u64 = 60_000;
 /// Most events one poll may ask for.
 const MAX_ITEMS: u64 = 100_000;
+
+/// A fault the upstream applies to a request instead of its normal answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A body that is not JSON.
+    InvalidJson,
+    /// JSON without the `items` field.
+    MissingField,
+    /// A 64 MiB body.
+    Oversized,
+    /// This status with a small JSON body.
+    Status(u16),
+    /// The normal answer, this much later than asked.
+    ExtraDelay(Duration),
+}
+
+/// Which requests an injected fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// `GET /poll/...`
+    Poll,
+    /// `POST /action/...`
+    Action,
+}
+
+/// Faults queued for the next requests, one request each.
+#[derive(Debug, Default)]
+struct FaultQueue {
+    polls: VecDeque<Fault>,
+    actions: VecDeque<Fault>,
+}
+
+/// Most faults that may be queued at once.
+const MAX_QUEUED_FAULTS: usize = 10_000;
 
 /// Requests served, for rates and CPU-per-request figures.
 #[derive(Debug, Default)]
@@ -67,16 +105,30 @@ impl UpstreamCounters {
 pub struct Pz1Upstream {
     server: ServerThread,
     counters: Arc<UpstreamCounters>,
+    faults: Arc<Mutex<FaultQueue>>,
 }
 
 impl Pz1Upstream {
     /// Serves on `addr` (port 0 picks a free port) on a thread of its own.
     pub fn start(addr: SocketAddr) -> std::io::Result<Pz1Upstream> {
         let counters = Arc::new(UpstreamCounters::default());
-        let c = counters.clone();
-        let handler: Handler = Arc::new(move |req| Box::pin(answer(req, c.clone())));
+        let faults = Arc::new(Mutex::new(FaultQueue::default()));
+        let (c, f) = (counters.clone(), faults.clone());
+        let handler: Handler = Arc::new(move |req| Box::pin(answer(req, c.clone(), f.clone())));
         let server = ServerThread::start(addr, "switchyard-pz1-upstream", UPSTREAM_MAX_CONNECTIONS, handler)?;
-        Ok(Pz1Upstream { server, counters })
+        Ok(Pz1Upstream { server, counters, faults })
+    }
+
+    /// Applies `fault` to each of the next `count` requests to `target`
+    /// (after faults already queued). At most 10,000 are queued; more are dropped.
+    pub fn inject(&self, target: FaultTarget, fault: Fault, count: usize) {
+        let mut queue = self.faults.lock().expect("fault queue lock");
+        let q = match target {
+            FaultTarget::Poll => &mut queue.polls,
+            FaultTarget::Action => &mut queue.actions,
+        };
+        let room = MAX_QUEUED_FAULTS.saturating_sub(q.len());
+        q.extend(std::iter::repeat_n(fault, count.min(room)));
     }
 
     /// The bound address.
@@ -100,12 +152,50 @@ impl Pz1Upstream {
     }
 }
 
+fn extra_delay(fault: Option<Fault>) -> Duration {
+    match fault {
+        Some(Fault::ExtraDelay(d)) => d.min(Duration::from_millis(MAX_DELAY_MS)),
+        _ => Duration::ZERO,
+    }
+}
+
 fn bad_request(counters: &UpstreamCounters, why: &'static str) -> HttpResponse {
     counters.rejected.fetch_add(1, Ordering::Relaxed);
     respond(400, "text/plain", why)
 }
 
-async fn answer(req: Request<Incoming>, counters: Arc<UpstreamCounters>) -> HttpResponse {
+fn next_fault(faults: &Mutex<FaultQueue>, target: FaultTarget) -> Option<Fault> {
+    let mut queue = faults.lock().expect("fault queue lock");
+    match target {
+        FaultTarget::Poll => queue.polls.pop_front(),
+        FaultTarget::Action => queue.actions.pop_front(),
+    }
+}
+
+fn query_fault(query: &str) -> Option<Fault> {
+    match query_param(query, "fault")? {
+        "invalid_json" => Some(Fault::InvalidJson),
+        "missing_field" => Some(Fault::MissingField),
+        "oversized" => Some(Fault::Oversized),
+        _ => None,
+    }
+}
+
+fn faulty(fault: Fault) -> Option<HttpResponse> {
+    match fault {
+        Fault::InvalidJson => Some(respond(200, "application/json", r#"{"zap":"z0","seq":1,"items":[{"id""#)),
+        Fault::MissingField => Some(respond(200, "application/json", r#"{"zap":"z0","seq":1}"#)),
+        Fault::Oversized => Some(respond(200, "application/json", vec![b' '; 64 * 1024 * 1024])),
+        Fault::Status(status) => Some(respond(status, "application/json", r#"{"error":"injected"}"#)),
+        Fault::ExtraDelay(_) => None,
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    counters: Arc<UpstreamCounters>,
+    faults: Arc<Mutex<FaultQueue>>,
+) -> HttpResponse {
     let query = req.uri().query().unwrap_or("").to_string();
     let path = req.uri().path().to_string();
     let number = |key| query_param(&query, key).and_then(|v| v.parse::<u64>().ok());
@@ -119,21 +209,18 @@ async fn answer(req: Request<Incoming>, counters: Arc<UpstreamCounters>) -> Http
         if zap.is_empty() || zap.contains('/') || seq == 0 || fresh == 0 || items > MAX_ITEMS {
             return bad_request(&counters, "bad zap, seq, n or fresh\n");
         }
-        tokio::time::sleep(delay).await;
+        let fault = next_fault(&faults, FaultTarget::Poll).or_else(|| query_fault(&query));
+        tokio::time::sleep(delay + extra_delay(fault)).await;
         counters.polls.fetch_add(1, Ordering::Relaxed);
         if let Some(status) = forced {
             return respond(status, "application/json", r#"{"error":"forced"}"#);
         }
-        return match query_param(&query, "fault") {
-            Some("invalid_json") => respond(200, "application/json", r#"{"zap":"z0","seq":1,"items":[{"id""#),
-            Some("missing_field") => respond(200, "application/json", r#"{"zap":"z0","seq":1}"#),
-            Some("oversized") => respond(200, "application/json", vec![b' '; 64 * 1024 * 1024]),
-            _ => {
-                let mut body = Vec::with_capacity(512 * items as usize + 64);
-                write_poll_body(&mut body, zap, seq, items, fresh);
-                respond(200, "application/json", body)
-            }
-        };
+        if let Some(response) = fault.and_then(faulty) {
+            return response;
+        }
+        let mut body = Vec::with_capacity(512 * items as usize + 64);
+        write_poll_body(&mut body, zap, seq, items, fresh);
+        return respond(200, "application/json", body);
     }
     if let (&Method::POST, Some(zap)) = (req.method(), path.strip_prefix("/action/")) {
         if zap.is_empty() || zap.contains('/') {
@@ -150,10 +237,14 @@ async fn answer(req: Request<Incoming>, counters: Arc<UpstreamCounters>) -> Http
         if body.is_empty() {
             return bad_request(&counters, "action body is empty\n");
         }
-        tokio::time::sleep(delay).await;
+        let fault = next_fault(&faults, FaultTarget::Action);
+        tokio::time::sleep(delay + extra_delay(fault)).await;
         counters.actions.fetch_add(1, Ordering::Relaxed);
         if let Some(status) = forced {
             return respond(status, "application/json", r#"{"error":"forced"}"#);
+        }
+        if let Some(response) = fault.and_then(faulty) {
+            return response;
         }
         return respond(200, "application/json", Bytes::from_static(br#"{"ok": true}"#));
     }

@@ -101,6 +101,9 @@ pub(crate) struct BenchArgs {
     /// Prefix of the Redis seen-set keys (tests use their own).
     #[arg(long, env = "SWITCHYARD_BENCH_KEY_PREFIX", default_value = "pz:seen:", hide = true)]
     key_prefix: String,
+    /// Prefix of the `run_id` written to `pz_runs` (tests use their own).
+    #[arg(long, env = "SWITCHYARD_BENCH_RUN_ID_PREFIX", default_value = "bench-", hide = true)]
+    run_id_prefix: String,
     /// Run one model in this process and print a child result line.
     #[arg(long, hide = true)]
     child: bool,
@@ -262,6 +265,7 @@ fn run_child(
         ("cpu-queue-capacity", args.cpu_queue_capacity.to_string()),
         ("thread-workers", args.thread_workers.to_string()),
         ("key-prefix", args.key_prefix.clone()),
+        ("run-id-prefix", args.run_id_prefix.clone()),
     ] {
         cmd.arg(format!("--{flag}={value}"));
     }
@@ -287,7 +291,7 @@ fn child(args: &BenchArgs) -> anyhow::Result<()> {
     let upstream = args.upstream.clone().context("the parent passes --upstream")?;
     let params = args.params(args.rate);
     let engine = Engine::builder().config(args.engine_config(model)).build()?;
-    let run_id = format!("{model}-{}-{}", args.rate, std::process::id());
+    let run_id = format!("{}{model}-{}-{}", args.run_id_prefix, args.rate, std::process::id());
     let stores = match (&args.redis_url, &args.mysql_url) {
         (Some(redis_url), Some(mysql_url)) => {
             engine.block_on(prepare_real_stores(redis_url, mysql_url, &args.key_prefix))??;
