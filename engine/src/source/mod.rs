@@ -15,14 +15,17 @@
 //! # Backpressure
 //!
 //! [`MemorySource`] is bounded: its producer waits when the queue is full.
+//! [`ScheduleSource`] holds one delivery per recurring entry at most.
 
 mod memory;
+mod schedule;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 pub use memory::{MemoryProducer, MemorySource, SendError, DEFAULT_MAX_ATTEMPTS};
+pub use schedule::{ScheduleEntry, ScheduleSource};
 
 /// A boxed future, as settlement returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -60,14 +60,16 @@ pub(crate) struct BenchArgs {
     /// Cap of one upstream delay, milliseconds.
     #[arg(long, env = "SWITCHYARD_BENCH_MAX_MS", default_value_t = 5000)]
     max_ms: u64,
-    /// Models to run, one after another, with the same parameters.
+    /// Models to run, one after another, with the same parameters. `NAME/N`
+    /// gives the model N threads: CPU threads for `hybrid/1`, workers for
+    /// `threads/64` (overriding --cpu-threads / --thread-workers for that run).
     #[arg(
         long,
         env = "SWITCHYARD_BENCH_MODELS",
         value_delimiter = ',',
         default_value = "hybrid,reactor-only,threads"
     )]
-    models: Vec<ExecutionModel>,
+    models: Vec<ModelSpec>,
     /// Print one JSON line per model run with exactly the spec's keys.
     #[arg(long, env = "SWITCHYARD_BENCH_JSON")]
     json: bool,
@@ -109,6 +111,43 @@ pub(crate) struct BenchArgs {
     child: bool,
 }
 
+/// A model, optionally with its own thread count (`hybrid/1`, `threads/64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ModelSpec {
+    model: ExecutionModel,
+    threads: Option<usize>,
+}
+
+impl std::str::FromStr for ModelSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, threads) = match s.split_once('/') {
+            Some((name, n)) => {
+                let n: usize = n.parse().map_err(|_| format!("{s:?}: the part after '/' must be a thread count"))?;
+                if n == 0 {
+                    return Err(format!("{s:?}: the thread count must be at least 1"));
+                }
+                (name, Some(n))
+            }
+            None => (s, None),
+        };
+        let model: ExecutionModel = name.parse()?;
+        if threads.is_some() && model == ExecutionModel::ReactorOnly {
+            return Err(format!("{s:?}: reactor-only always has one thread"));
+        }
+        Ok(ModelSpec { model, threads })
+    }
+}
+
+impl std::fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.threads {
+            Some(n) => write!(f, "{}/{n}", self.model),
+            None => write!(f, "{}", self.model),
+        }
+    }
+}
+
 impl BenchArgs {
     fn params(&self, rate: f64) -> Params {
         Params {
@@ -126,9 +165,9 @@ impl BenchArgs {
         }
     }
 
-    fn engine_config(&self, model: ExecutionModel) -> EngineConfig {
+    fn engine_config(&self, spec: ModelSpec) -> EngineConfig {
         let mut config = EngineConfig {
-            model,
+            model: spec.model,
             reactor_threads: self.reactor_threads,
             max_in_flight: self.max_in_flight,
             thread_workers: self.thread_workers,
@@ -138,6 +177,11 @@ impl BenchArgs {
         };
         config.cpu.threads = self.cpu_threads;
         config.cpu.queue_capacity = self.cpu_queue_capacity;
+        match (spec.model, spec.threads) {
+            (ExecutionModel::Hybrid, Some(n)) => config.cpu.threads = n,
+            (ExecutionModel::Threads, Some(n)) => config.thread_workers = n,
+            _ => {}
+        }
         config
     }
 }
@@ -223,7 +267,7 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
         for &model in &args.models {
             let ceiling = rows
                 .iter()
-                .filter(|(r, ok)| *ok && r.report.model == model.as_str())
+                .filter(|(r, ok)| *ok && r.report.model == model.to_string())
                 .map(|(r, _)| r.report.rate)
                 .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
             match ceiling {
@@ -235,19 +279,19 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn names(models: &[ExecutionModel]) -> String {
-    models.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+fn names(models: &[ModelSpec]) -> String {
+    models.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn run_child(
     args: &BenchArgs,
-    model: ExecutionModel,
+    model: ModelSpec,
     rate: f64,
     upstream: &str,
 ) -> anyhow::Result<ChildResult> {
     let exe = std::env::current_exe().context("locating the switchyard binary")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("bench").arg("--child").args(["--models", model.as_str()]).arg(format!("--rate={rate}"));
+    cmd.arg("bench").arg("--child").arg(format!("--models={model}")).arg(format!("--rate={rate}"));
     cmd.arg(format!("--upstream={upstream}"));
     for (flag, value) in [
         ("duration", args.duration.to_string()),
@@ -291,7 +335,8 @@ fn child(args: &BenchArgs) -> anyhow::Result<()> {
     let upstream = args.upstream.clone().context("the parent passes --upstream")?;
     let params = args.params(args.rate);
     let engine = Engine::builder().config(args.engine_config(model)).build()?;
-    let run_id = format!("{}{model}-{}-{}", args.run_id_prefix, args.rate, std::process::id());
+    let label = model.to_string();
+    let run_id = format!("{}{label}-{}-{}", args.run_id_prefix, args.rate, std::process::id());
     let stores = match (&args.redis_url, &args.mysql_url) {
         (Some(redis_url), Some(mysql_url)) => {
             engine.block_on(prepare_real_stores(redis_url, mysql_url, &args.key_prefix))??;
@@ -303,7 +348,7 @@ fn child(args: &BenchArgs) -> anyhow::Result<()> {
     let pipeline = Pz1Pipeline::new(upstream, params.clone(), stores, run_id);
     let bar = progress_bar(model, &params);
     let outcome =
-        engine.block_on(run_bench(&engine, pipeline, &params, model.as_str(), cpu_alone_s, |p| {
+        engine.block_on(run_bench(&engine, pipeline, &params, &label, cpu_alone_s, |p| {
             bar.set_length(p.scheduled);
             bar.set_position(p.finished);
             bar.set_message(format!("in flight {:>5}  failed {}", p.in_flight, p.failed));
@@ -320,7 +365,7 @@ fn child(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_bar(model: ExecutionModel, params: &Params) -> indicatif::ProgressBar {
+fn progress_bar(model: ModelSpec, params: &Params) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
