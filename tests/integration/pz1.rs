@@ -9,7 +9,7 @@ use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, HttpConfig, MysqlConfig, MysqlPool, RedisClient, RedisConfig};
 use switchyard::protocol::pz1::{poll_event_ids, Params};
 use switchyard::pz1::{
-    EmbeddedStores, Fault, FaultTarget, Pz1Pipeline, Pz1Poll, Pz1Upstream, Stores, PZ_RUNS_DDL,
+    EmbeddedStores, Fault, FaultTarget, Pz1Pipeline, Pz1Poll, Pz1Upstream, Stores, PZ_RUNS_TABLE,
 };
 use switchyard::{Engine, MemorySource, RunReport, TaskContext, TaskError};
 use switchyard_tests::{mysql_url, redis_url, unique};
@@ -127,14 +127,18 @@ fn dedup_with_real_redis_and_mysql_records_every_run() {
     let probe = probe_runtime.block_on(RedisClient::connect(&RedisConfig::new(&redis_url))).unwrap();
     let pool = MysqlPool::new(&MysqlConfig::new(&mysql));
     probe_runtime
-        .block_on(pool.as_ref().unwrap().with_conn(|c| Box::pin(c.query_drop(PZ_RUNS_DDL))))
+        .block_on(
+            pool.as_ref()
+                .unwrap()
+                .with_conn(|c| Box::pin(c.query_drop(switchyard::pz1::runs_table_ddl(PZ_RUNS_TABLE)))),
+        )
         .unwrap();
     let key_prefix = prefix.clone();
     let is_seen = |zap: &str, id: &str| -> bool {
         let cmd = redis::cmd("SISMEMBER").arg(format!("{key_prefix}{zap}")).arg(id).clone();
         probe_runtime.block_on(probe.query::<bool>(&cmd)).unwrap()
     };
-    let stores = Stores::External { key_prefix: prefix.clone() };
+    let stores = Stores::External { key_prefix: prefix.clone(), runs_table: PZ_RUNS_TABLE.to_string() };
     let run_id = unique("dedup");
     check_dedup_semantics(&engine, stores, &run_id, is_seen);
     let query = format!("SELECT seq, status, new_items FROM pz_runs WHERE run_id = '{run_id}' ORDER BY seq");

@@ -12,7 +12,7 @@ mod upstream;
 
 pub use bench::{calibrate_cpu_alone, run_bench, summarise, BenchOutcome, Progress, TaskRecord};
 pub use pipeline::{Pz1Error, Pz1Outcome, Pz1Pipeline, Pz1Poll};
-pub use stores::{EmbeddedStores, RunRow, Stores, PZ_RUNS_DDL};
+pub use stores::{runs_table_ddl, EmbeddedStores, RunRow, Stores, PZ_RUNS_TABLE};
 pub use upstream::{
     Fault, FaultTarget, Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS,
 };

@@ -10,15 +10,21 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use switchyard_io_reactor::mysql_async::prelude::Queryable;
-use switchyard_io_reactor::redis;
+use switchyard_io_reactor::{redis, MysqlPool};
 
 use super::pipeline::Pz1Error;
 use crate::TaskContext;
 
-/// Schema of the run records, created if missing. The spec's columns
-/// (`zap, seq, items, new_items, latency_ms, status`) plus the run they
-/// belong to and the failure reason.
-pub const PZ_RUNS_DDL: &str = "CREATE TABLE IF NOT EXISTS pz_runs (
+/// The table PZ-1 records its runs in.
+pub const PZ_RUNS_TABLE: &str = "pz_runs";
+
+/// Schema of a run-record table, created if missing: the spec's columns
+/// (`zap, seq, items, new_items, latency_ms, status`; `zap` holds the
+/// trigger, a zap id or a pipeline name) plus the run they belong to and the
+/// failure reason. `table` must be a plain identifier.
+pub fn runs_table_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
     id BIGINT AUTO_INCREMENT PRIMARY KEY,
     run_id VARCHAR(64) NOT NULL,
     zap VARCHAR(64) NOT NULL,
@@ -30,7 +36,9 @@ pub const PZ_RUNS_DDL: &str = "CREATE TABLE IF NOT EXISTS pz_runs (
     error VARCHAR(255) NULL,
     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     KEY run_zap_seq (run_id, zap, seq)
-)";
+)"
+    )
+}
 
 /// How long a zap's seen-set outlives its last write: dedup state is
 /// bounded in time as well as by the run.
@@ -92,15 +100,28 @@ pub enum Stores {
     External {
         /// Prefix of the seen-set keys; the spec's is `pz:seen:`.
         key_prefix: String,
+        /// The run-record table (see [`runs_table_ddl`]).
+        runs_table: String,
     },
     /// The embedded in-memory stores.
     Embedded(Arc<EmbeddedStores>),
 }
 
 impl Stores {
-    /// Real Redis and MySQL with the spec's key names.
-    pub fn external() -> Stores {
-        Stores::External { key_prefix: "pz:seen:".to_string() }
+    /// Real Redis and MySQL with PZ-1's key and table names.
+    pub fn external_pz1() -> Stores {
+        Stores::External { key_prefix: "pz:seen:".to_string(), runs_table: PZ_RUNS_TABLE.to_string() }
+    }
+
+    /// Creates the run-record table if missing (external stores only).
+    pub async fn ensure_schema(&self, pool: &MysqlPool) -> Result<(), switchyard_io_reactor::Error> {
+        match self {
+            Stores::External { runs_table, .. } => {
+                let ddl = runs_table_ddl(runs_table);
+                pool.with_conn(move |c| Box::pin(c.query_drop(ddl))).await
+            }
+            Stores::Embedded(_) => Ok(()),
+        }
     }
 
     /// Which of `ids` `zap` has seen (`SMISMEMBER`), in order.
@@ -114,7 +135,7 @@ impl Stores {
             return Ok(Vec::new());
         }
         match self {
-            Stores::External { key_prefix } => {
+            Stores::External { key_prefix, .. } => {
                 let mut cmd = redis::cmd("SMISMEMBER");
                 cmd.arg(format!("{key_prefix}{zap}")).arg(ids);
                 Ok(cx.redis().map_err(Pz1Error::store)?.query(&cmd).await.map_err(Pz1Error::store)?)
@@ -138,7 +159,7 @@ impl Stores {
             return Ok(());
         }
         match self {
-            Stores::External { key_prefix } => {
+            Stores::External { key_prefix, .. } => {
                 let key = format!("{key_prefix}{zap}");
                 let mut pipe = redis::pipe();
                 pipe.cmd("SADD").arg(&key).arg(ids).ignore().cmd("EXPIRE").arg(&key).arg(SEEN_TTL_S).ignore();
@@ -159,8 +180,12 @@ impl Stores {
     /// Records one task (one INSERT; the connection is held for it alone).
     pub(crate) async fn record(&self, cx: &TaskContext, row: RunRow) -> Result<(), Pz1Error> {
         match self {
-            Stores::External { .. } => {
+            Stores::External { runs_table, .. } => {
                 let error: Option<String> = row.error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
+                let insert = format!(
+                    "INSERT INTO {runs_table} (run_id, zap, seq, items, new_items, latency_ms, status, error) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                );
                 let params = (
                     row.run_id,
                     row.zap,
@@ -173,13 +198,7 @@ impl Stores {
                 );
                 cx.mysql()
                     .map_err(Pz1Error::store)?
-                    .with_conn(move |conn| {
-                        Box::pin(conn.exec_drop(
-                            "INSERT INTO pz_runs (run_id, zap, seq, items, new_items, latency_ms, status, error) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            params,
-                        ))
-                    })
+                    .with_conn(move |conn| Box::pin(conn.exec_drop(insert, params)))
                     .await
                     .map_err(Pz1Error::store)
             }

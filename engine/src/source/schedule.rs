@@ -10,8 +10,8 @@
 //! again after that delay instead of a whole period. Times are tokio's, so
 //! tests can run the schedule on paused time.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -19,7 +19,7 @@ use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, MysqlConfig, MysqlPool, RedisClient, RedisConfig};
 use switchyard::protocol::pz1::{sustains, Params, Report};
 use switchyard::pz1::{
-    calibrate_cpu_alone, run_bench, EmbeddedStores, Pz1Pipeline, Pz1Upstream, Stores, PZ_RUNS_DDL,
+    calibrate_cpu_alone, run_bench, EmbeddedStores, Pz1Pipeline, Pz1Upstream, Stores, PZ_RUNS_TABLE,
 };
 use switchyard::{Engine, EngineConfig, ExecutionModel};
 
@@ -123,7 +123,8 @@ impl std::str::FromStr for ModelSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, threads) = match s.split_once('/') {
             Some((name, n)) => {
-                let n: usize = n.parse().map_err(|_| format!("{s:?}: the part after '/' must be a thread count"))?;
+                let n: usize =
+                    n.parse().map_err(|_| format!("{s:?}: the part after '/' must be a thread count"))?;
                 if n == 0 {
                     return Err(format!("{s:?}: the thread count must be at least 1"));
                 }
@@ -283,12 +284,7 @@ fn names(models: &[ModelSpec]) -> String {
     models.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn run_child(
-    args: &BenchArgs,
-    model: ModelSpec,
-    rate: f64,
-    upstream: &str,
-) -> anyhow::Result<ChildResult> {
+fn run_child(args: &BenchArgs, model: ModelSpec, rate: f64, upstream: &str) -> anyhow::Result<ChildResult> {
     let exe = std::env::current_exe().context("locating the switchyard binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("bench").arg("--child").arg(format!("--models={model}")).arg(format!("--rate={rate}"));
@@ -340,19 +336,18 @@ fn child(args: &BenchArgs) -> anyhow::Result<()> {
     let stores = match (&args.redis_url, &args.mysql_url) {
         (Some(redis_url), Some(mysql_url)) => {
             engine.block_on(prepare_real_stores(redis_url, mysql_url, &args.key_prefix))??;
-            Stores::External { key_prefix: args.key_prefix.clone() }
+            Stores::External { key_prefix: args.key_prefix.clone(), runs_table: PZ_RUNS_TABLE.to_string() }
         }
         _ => Stores::Embedded(EmbeddedStores::new()),
     };
     let cpu_alone_s = calibrate_cpu_alone(&params, 15);
     let pipeline = Pz1Pipeline::new(upstream, params.clone(), stores, run_id);
     let bar = progress_bar(model, &params);
-    let outcome =
-        engine.block_on(run_bench(&engine, pipeline, &params, &label, cpu_alone_s, |p| {
-            bar.set_length(p.scheduled);
-            bar.set_position(p.finished);
-            bar.set_message(format!("in flight {:>5}  failed {}", p.in_flight, p.failed));
-        }))??;
+    let outcome = engine.block_on(run_bench(&engine, pipeline, &params, &label, cpu_alone_s, |p| {
+        bar.set_length(p.scheduled);
+        bar.set_position(p.finished);
+        bar.set_message(format!("in flight {:>5}  failed {}", p.in_flight, p.failed));
+    }))??;
     bar.finish_and_clear();
     engine.block_on(engine.shutdown(Duration::from_secs(5)))?;
     let result = ChildResult {
@@ -383,7 +378,8 @@ fn progress_bar(model: ModelSpec, params: &Params) -> indicatif::ProgressBar {
 /// run never finds ids from an earlier one.
 async fn prepare_real_stores(redis_url: &str, mysql_url: &str, key_prefix: &str) -> anyhow::Result<()> {
     let pool = MysqlPool::new(&MysqlConfig::new(mysql_url))?;
-    pool.with_conn(|c| Box::pin(c.query_drop(PZ_RUNS_DDL))).await.context("creating pz_runs")?;
+    let ddl = switchyard::pz1::runs_table_ddl(PZ_RUNS_TABLE);
+    pool.with_conn(move |c| Box::pin(c.query_drop(ddl))).await.context("creating pz_runs")?;
     pool.disconnect().await?;
     let redis = RedisClient::connect(&RedisConfig::new(redis_url)).await?;
     let mut cursor: u64 = 0;
