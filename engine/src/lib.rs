@@ -44,6 +44,7 @@ pub mod http_server;
 mod io;
 pub mod pz1;
 mod run;
+pub mod service;
 pub mod source;
 pub mod telemetry;
 

@@ -52,11 +52,15 @@ pub struct Pz1Error {
 }
 
 impl Pz1Error {
-    fn at(stage: &'static str, error: impl fmt::Display, partial: Pz1Outcome) -> Self {
+    pub(crate) fn at(stage: &'static str, error: impl fmt::Display, partial: Pz1Outcome) -> Self {
         Pz1Error { stage, message: error.to_string(), partial }
     }
     pub(crate) fn store(error: impl fmt::Display) -> Self {
         Pz1Error::at("store_failed", error, Pz1Outcome::default())
+    }
+    /// The same failure, with what the task had done when it happened.
+    pub(crate) fn with_partial(self, partial: Pz1Outcome) -> Self {
+        Pz1Error { partial, ..self }
     }
     /// `poll_failed`, `transform_failed`, `store_failed`, `action_failed`.
     pub fn stage(&self) -> &'static str {
@@ -117,7 +121,7 @@ impl Pz1Pipeline {
         };
         let recorded = self.stores.record(cx, row).await;
         let outcome = result?;
-        recorded.map_err(|e| Pz1Error { partial: outcome, ..e })?;
+        recorded.map_err(|e| e.with_partial(outcome))?;
         Ok(outcome)
     }
 
@@ -151,10 +155,10 @@ impl Pz1Pipeline {
 
         if seq == 1 {
             // The first poll seeds the seen-set and fires nothing.
-            self.stores.mark_seen(cx, zap, &ids).await.map_err(|e| Pz1Error { partial: done, ..e })?;
+            self.stores.mark_seen(cx, zap, &ids).await.map_err(|e| e.with_partial(done))?;
             return Ok(done);
         }
-        let seen = self.stores.seen(cx, zap, &ids).await.map_err(|e| Pz1Error { partial: done, ..e })?;
+        let seen = self.stores.seen(cx, zap, &ids).await.map_err(|e| e.with_partial(done))?;
         // The poll lists items newest first; actions fire oldest first.
         let new: Vec<&Transformed> =
             transformed.iter().zip(seen).filter(|(_, seen)| !seen).map(|(t, _)| t).rev().collect();
@@ -176,7 +180,7 @@ impl Pz1Pipeline {
             }
         }
         done.new_items = u32::try_from(delivered.len()).unwrap_or(u32::MAX);
-        self.stores.mark_seen(cx, zap, &delivered).await.map_err(|e| Pz1Error { partial: done, ..e })?;
+        self.stores.mark_seen(cx, zap, &delivered).await.map_err(|e| e.with_partial(done))?;
         match failure {
             Some(e) => Err(Pz1Error::at("action_failed", e, done)),
             None => Ok(done),
