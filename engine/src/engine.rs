@@ -173,6 +173,7 @@ impl Engine {
         let task: TaskFn<S::Item> = Arc::new(move |cx, item| Box::pin(task(cx, item)));
         let config = &self.inner.config;
         let handle = self.handle().clone();
+        let mut mysql = None;
         let dispatch = match config.model {
             ExecutionModel::Threads => Dispatch::Workers(spawn_workers(config).await?),
             model => {
@@ -181,6 +182,7 @@ impl Engine {
                     .spawn(async move { IoClients::connect(&cfg).await })
                     .await
                     .map_err(|_| Error::closed())??;
+                mysql = io.mysql.clone();
                 let placement = match (model, &self.inner.cpu) {
                     (ExecutionModel::Hybrid, Some(pool)) => CpuPlacement::Pool(pool.clone()),
                     _ => CpuPlacement::Inline,
@@ -195,7 +197,7 @@ impl Engine {
         };
         let shared = RunShared::new();
         spawn_admission(&handle, source, task, dispatch, config.effective_max_in_flight(), shared.clone());
-        Ok(Running::new(shared))
+        Ok(Running::new(shared, mysql))
     }
 
     /// Stops the CPU pool (letting queued jobs finish within `deadline`) and

@@ -238,6 +238,21 @@ pub const TASK_CPU_QUEUE_WAIT: MetricDef = histogram(
 pub const TASK_CPU_TIME: MetricDef =
     histogram("switchyard_task_cpu_seconds", "Time a task's CPU steps ran.", TASK_SECONDS_BUCKETS);
 
+// ---- Pipelines ------------------------------------------------------------
+
+/// Polls of each configured pipeline, by outcome.
+pub const PIPELINE_POLLS: MetricDef = counter(
+    "switchyard_pipeline_polls_total",
+    "Polls of each pipeline (label pipeline: its configured name), by outcome (ok, failed).",
+    &["pipeline", "outcome"],
+);
+/// Items delivered to each pipeline's action.
+pub const PIPELINE_ITEMS_DELIVERED: MetricDef = counter(
+    "switchyard_pipeline_items_delivered_total",
+    "New items delivered to each pipeline's action (label pipeline: its configured name).",
+    &["pipeline"],
+);
+
 // ---- Process --------------------------------------------------------------
 
 /// Resident set size of the process.
@@ -288,6 +303,8 @@ pub const CATALOGUE: &[MetricDef] = &[
     TASK_IO_WAIT,
     TASK_CPU_QUEUE_WAIT,
     TASK_CPU_TIME,
+    PIPELINE_POLLS,
+    PIPELINE_ITEMS_DELIVERED,
     PROCESS_RESIDENT_MEMORY,
     PROCESS_CPU,
 ];

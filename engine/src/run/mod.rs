@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use switchyard_io_reactor::{MysqlPool, PoolStatus};
 use switchyard_protocol::TaskOutcome;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +91,8 @@ pub(crate) struct RunShared {
     source_errors: AtomicU64,
     intake_closed: AtomicBool,
     next_id: AtomicU64,
-    active: Mutex<HashMap<u64, String>>,
+    /// Admitted tasks: label and admission time.
+    active: Mutex<HashMap<u64, (String, Instant)>>,
     recent_failures: Mutex<VecDeque<FailureRecord>>,
     done: watch::Sender<bool>,
     /// Cancelled to stop reading the source.
@@ -126,13 +128,13 @@ impl RunShared {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.active.lock().expect("active tasks lock").insert(id, label.to_string());
+        self.active.lock().expect("active tasks lock").insert(id, (label.to_string(), Instant::now()));
         crate::telemetry::task_in_flight(now);
         id
     }
 
     pub(crate) fn task_settled(&self, id: u64, outcome: TaskOutcome, failure: Option<String>) {
-        let label = self.active.lock().expect("active tasks lock").remove(&id);
+        let label = self.active.lock().expect("active tasks lock").remove(&id).map(|(label, _)| label);
         self.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
         if let (Some(reason), Some(label)) = (failure, label) {
             let mut recent = self.recent_failures.lock().expect("failures lock");
@@ -191,11 +193,24 @@ fn outcome_index(outcome: TaskOutcome) -> usize {
 /// [`Running::shutdown`] for that.
 pub struct Running {
     shared: Arc<RunShared>,
+    mysql: Option<MysqlPool>,
 }
 
 impl Running {
-    pub(crate) fn new(shared: Arc<RunShared>) -> Self {
-        Running { shared }
+    pub(crate) fn new(shared: Arc<RunShared>, mysql: Option<MysqlPool>) -> Self {
+        Running { shared, mysql }
+    }
+
+    /// How long the longest-running admitted task has been in flight.
+    pub fn oldest_in_flight(&self) -> Option<Duration> {
+        let active = self.shared.active.lock().expect("active tasks lock");
+        active.values().map(|(_, admitted)| admitted.elapsed()).max()
+    }
+
+    /// The MySQL pool's occupancy, when the run has one pool (not under
+    /// `threads`, where each worker has its own connection).
+    pub fn mysql_status(&self) -> Option<PoolStatus> {
+        self.mysql.as_ref().map(MysqlPool::status)
     }
 
     /// Counters so far.
@@ -222,13 +237,20 @@ impl Running {
 
     /// Stops intake, waits up to `deadline` for in-flight tasks, then
     /// abandons the rest (their items are not settled) and reports them.
-    pub async fn shutdown(self, deadline: Duration) -> RunReport {
+    pub async fn shutdown(&self, deadline: Duration) -> RunReport {
         let until = tokio::time::Instant::now() + deadline;
         self.shared.stop_intake.cancel();
         let in_time = tokio::time::timeout_at(until, self.shared.wait_done()).await.is_ok();
         let mut unfinished = Vec::new();
         if !in_time {
-            unfinished = self.shared.active.lock().expect("active tasks lock").values().cloned().collect();
+            unfinished = self
+                .shared
+                .active
+                .lock()
+                .expect("active tasks lock")
+                .values()
+                .map(|(l, _)| l.clone())
+                .collect();
             unfinished.sort();
             self.shared.abort.cancel();
             // Abandoning is immediate for tasks parked on I/O; a task stuck in

@@ -244,7 +244,8 @@ impl ServiceConfig {
     /// Reads a TOML file. A missing file, bad TOML and unknown keys are errors.
     pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&file, format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&file, format!("cannot read: {e}")))?;
         Self::parse(&text).map_err(|e| ConfigError::new(&file, e.to_string()))
     }
 
@@ -267,7 +268,9 @@ impl ServiceConfig {
         if p.poll_period_ms == 0 {
             return Err(ConfigError::new("pz1.poll_period_ms", "must be at least 1"));
         }
-        self.pz1_params().validate().map_err(|e| ConfigError::new(format!("pz1.{}", e.field()), e.to_string()))?;
+        self.pz1_params()
+            .validate()
+            .map_err(|e| ConfigError::new(format!("pz1.{}", e.field()), e.to_string()))?;
         let mut names = std::collections::HashSet::new();
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             pipeline.validate(&format!("pipelines[{i}]"))?;
@@ -360,7 +363,10 @@ impl PipelineConfig {
             return Err(ConfigError::new(format!("{key}.source.poll_interval_ms"), "must be at least 1"));
         }
         if !(self.source.items_pointer.is_empty() || self.source.items_pointer.starts_with('/')) {
-            return Err(ConfigError::new(format!("{key}.source.items_pointer"), "a JSON pointer starts with '/'"));
+            return Err(ConfigError::new(
+                format!("{key}.source.items_pointer"),
+                "a JSON pointer starts with '/'",
+            ));
         }
         if self.source.max_items == 0 {
             return Err(ConfigError::new(format!("{key}.source.max_items"), "must be at least 1"));
@@ -369,14 +375,27 @@ impl PipelineConfig {
             return Err(ConfigError::new(format!("{key}.action.max_attempts"), "must be 1 to 20"));
         }
         if self.action.initial_backoff_ms > self.action.max_backoff_ms {
-            return Err(ConfigError::new(format!("{key}.action.initial_backoff_ms"), "exceeds max_backoff_ms"));
+            return Err(ConfigError::new(
+                format!("{key}.action.initial_backoff_ms"),
+                "exceeds max_backoff_ms",
+            ));
         }
-        let fingerprints: Vec<usize> =
-            self.steps.iter().enumerate().filter(|(_, s)| matches!(s, StepConfig::Fingerprint { .. })).map(|(i, _)| i).collect();
+        let fingerprints: Vec<usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, StepConfig::Fingerprint { .. }))
+            .map(|(i, _)| i)
+            .collect();
         match fingerprints.as_slice() {
             [] => {}
             [i] if *i + 1 == self.steps.len() => {}
-            _ => return Err(ConfigError::new(format!("{key}.steps"), "one fingerprint step at most, and last")),
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{key}.steps"),
+                    "one fingerprint step at most, and last",
+                ))
+            }
         }
         for (i, step) in self.steps.iter().enumerate() {
             if let StepConfig::Fingerprint { rounds: 0 } = step {
@@ -454,7 +473,8 @@ mod tests {
         assert!(err.to_string().contains("SY_TEST_UNSET_VARIABLE is not set"));
         let zero = ServiceConfig::parse("[engine]\nreactor_threads = 0\n").unwrap().validate().unwrap_err();
         assert_eq!(zero.key(), "engine.reactor_threads");
-        let zero_cpu = ServiceConfig::parse("[engine.cpu]\nthreads = 100000\n").unwrap().validate().unwrap_err();
+        let zero_cpu =
+            ServiceConfig::parse("[engine.cpu]\nthreads = 100000\n").unwrap().validate().unwrap_err();
         assert_eq!(zero_cpu.key(), "engine.cpu");
     }
 

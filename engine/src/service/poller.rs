@@ -55,15 +55,19 @@ pub struct Pipeline {
     stores: Stores,
     run_id: String,
     seq: AtomicU64,
-    counters: PipelineCounters,
+    counters: Arc<PipelineCounters>,
 }
 
-fn headers(config: &std::collections::BTreeMap<String, super::secret::Template>, key: &str) -> Result<Headers, ConfigError> {
+fn headers(
+    config: &std::collections::BTreeMap<String, super::secret::Template>,
+    key: &str,
+) -> Result<Headers, ConfigError> {
     config
         .iter()
         .map(|(name, value)| {
             let key = format!("{key}.{name}");
-            let name = HeaderName::try_from(name.as_str()).map_err(|_| ConfigError::new(&key, "invalid header name"))?;
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::new(&key, "invalid header name"))?;
             let mut value = HeaderValue::try_from(value.resolve(&key)?)
                 .map_err(|_| ConfigError::new(&key, "invalid header value"))?;
             value.set_sensitive(true);
@@ -74,7 +78,12 @@ fn headers(config: &std::collections::BTreeMap<String, super::secret::Template>,
 
 impl Pipeline {
     /// Resolves `config` (`key` names it in errors, e.g. `pipelines[0]`).
-    pub fn new(config: &PipelineConfig, key: &str, stores: Stores, run_id: &str) -> Result<Arc<Pipeline>, ConfigError> {
+    pub fn new(
+        config: &PipelineConfig,
+        key: &str,
+        stores: Stores,
+        run_id: &str,
+    ) -> Result<Arc<Pipeline>, ConfigError> {
         let a = &config.action;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(a.initial_backoff_ms))
@@ -97,7 +106,7 @@ impl Pipeline {
             stores,
             run_id: run_id.to_string(),
             seq: AtomicU64::new(0),
-            counters: PipelineCounters::default(),
+            counters: Arc::new(PipelineCounters::default()),
         }))
     }
 
@@ -109,6 +118,11 @@ impl Pipeline {
     /// Its counters.
     pub fn counters(&self) -> &PipelineCounters {
         &self.counters
+    }
+
+    /// A shared handle on its counters, for status reports.
+    pub fn counters_handle(&self) -> Arc<PipelineCounters> {
+        self.counters.clone()
     }
 
     /// The stores it uses.
@@ -146,15 +160,19 @@ impl Pipeline {
     async fn execute(&self, cx: &TaskContext, seq: u64) -> Result<Pz1Outcome, Pz1Error> {
         let mut done = Pz1Outcome { requests: 1, ..Pz1Outcome::default() };
         let url = self.source_url.replace("{seq}", &seq.to_string());
-        let mut request = Request::get(url).body(Bytes::new()).map_err(|e| Pz1Error::at("poll_failed", e, done))?;
+        let mut request =
+            Request::get(url).body(Bytes::new()).map_err(|e| Pz1Error::at("poll_failed", e, done))?;
         request.headers_mut().extend(self.source_headers.iter().cloned());
         let response = cx.http().send(request).await.and_then(|r| r.error_for_status());
         let body = response.map_err(|e| Pz1Error::at("poll_failed", e, done))?.body;
 
-        let (pointer, id_field, steps) = (self.items_pointer.clone(), self.id_field.clone(), self.steps.clone());
+        let (pointer, id_field, steps) =
+            (self.items_pointer.clone(), self.id_field.clone(), self.steps.clone());
         let (rounds, max_items) = (self.rounds, self.max_items);
         let items = cx
-            .cpu_stage("transform", move || prepare_poll(&body, &pointer, &id_field, &steps, rounds, max_items))
+            .cpu_stage("transform", move || {
+                prepare_poll(&body, &pointer, &id_field, &steps, rounds, max_items)
+            })
             .await
             .map_err(|e| Pz1Error::at("transform_failed", e, done))?
             .map_err(|e| Pz1Error::at("transform_failed", e, done))?;
@@ -162,7 +180,8 @@ impl Pipeline {
 
         let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
         let seen = self.stores.seen(cx, &self.name, &ids).await.map_err(|e| e.with_partial(done))?;
-        let mut new: Vec<&PreparedItem> = items.iter().zip(seen).filter(|(_, s)| !s).map(|(i, _)| i).collect();
+        let mut new: Vec<&PreparedItem> =
+            items.iter().zip(seen).filter(|(_, s)| !s).map(|(i, _)| i).collect();
         if self.newest_first {
             new.reverse();
         }
@@ -194,7 +213,12 @@ impl Pipeline {
 
     /// One item to the webhook, retried with exponential backoff and jitter
     /// while the failure is worth retrying (transport errors, 408, 429, 5xx).
-    async fn deliver(&self, cx: &TaskContext, body: Bytes, done: &mut Pz1Outcome) -> Result<(), switchyard_io_reactor::Error> {
+    async fn deliver(
+        &self,
+        cx: &TaskContext,
+        body: Bytes,
+        done: &mut Pz1Outcome,
+    ) -> Result<(), switchyard_io_reactor::Error> {
         let attempts = AtomicU64::new(0);
         let attempt = || async {
             attempts.fetch_add(1, Ordering::Relaxed);
@@ -232,7 +256,8 @@ fn prepare_poll(
     rounds: u32,
     max_items: usize,
 ) -> Result<Vec<PreparedItem>, String> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(|e| format!("poll body is not valid JSON: {e}"))?;
+    let mut doc: Value =
+        serde_json::from_slice(body).map_err(|e| format!("poll body is not valid JSON: {e}"))?;
     let items = match doc.pointer_mut(pointer).map(Value::take) {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(format!("{pointer:?} is not an array")),
@@ -262,7 +287,9 @@ mod tests {
         let items = prepare_poll(body, "/data/items", "id", &[], 1, 10).unwrap();
         assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert!(prepare_poll(body, "/data/items", "id", &[], 1, 2).unwrap_err().contains("exceed max_items"));
-        assert!(prepare_poll(body, "/data/nope", "id", &[], 1, 10).unwrap_err().contains("no \"/data/nope\""));
+        assert!(prepare_poll(body, "/data/nope", "id", &[], 1, 10)
+            .unwrap_err()
+            .contains("no \"/data/nope\""));
         assert!(prepare_poll(b"[", "", "id", &[], 1, 10).unwrap_err().contains("not valid JSON"));
         let root = prepare_poll(br#"[{"id":7}]"#, "", "id", &[], 1, 10).unwrap();
         assert_eq!(root[0].id, "7");

@@ -37,7 +37,11 @@ impl Template {
         self.resolve_with(key, |var| std::env::var(var).ok())
     }
 
-    pub(crate) fn resolve_with(&self, key: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    pub(crate) fn resolve_with(
+        &self,
+        key: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, ConfigError> {
         let mut out = String::with_capacity(self.0.len());
         let mut rest = self.0.as_str();
         while let Some(start) = rest.find("${") {

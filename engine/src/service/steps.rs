@@ -63,7 +63,8 @@ pub fn apply_steps(item: &mut Map<String, Value>, steps: &[StepConfig]) -> Resul
                 *s = collapse_whitespace(s);
             }
             StepConfig::DecimalToCents { field, into } => {
-                let cents = decimal_to_cents(string_field(item, field)?).map_err(|e| err(field, e.to_string()))?;
+                let cents =
+                    decimal_to_cents(string_field(item, field)?).map_err(|e| err(field, e.to_string()))?;
                 let target = into.as_deref().unwrap_or(field);
                 if target != field {
                     item.remove(field);
@@ -74,7 +75,11 @@ pub fn apply_steps(item: &mut Map<String, Value>, steps: &[StepConfig]) -> Resul
                 let strings = match item.get(field) {
                     Some(Value::Array(values)) => values
                         .iter()
-                        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err(field, "expected strings in the array")))
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| err(field, "expected strings in the array"))
+                        })
                         .collect::<Result<Vec<_>, _>>()?,
                     Some(_) => return Err(err(field, "expected an array of strings")),
                     None => return Err(err(field, "missing")),
@@ -137,7 +142,12 @@ pub struct PreparedItem {
 
 /// Transforms one item: steps, canonical form, fingerprint. `id_field`
 /// must hold a string or an integer.
-pub fn prepare_item(item: Value, id_field: &str, steps: &[StepConfig], rounds: u32) -> Result<PreparedItem, StepError> {
+pub fn prepare_item(
+    item: Value,
+    id_field: &str,
+    steps: &[StepConfig],
+    rounds: u32,
+) -> Result<PreparedItem, StepError> {
     let Value::Object(mut map) = item else { return Err(err("(item)", "expected a JSON object")) };
     let id = match map.get(id_field) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -189,12 +199,14 @@ mod tests {
         let steps = pz1_steps(1);
         let no_id = serde_json::json!({"email": "a"});
         assert_eq!(prepare_item(no_id, "id", &steps, 1).unwrap_err().field, "id");
-        let bad_amount = serde_json::json!({"id": 1, "email": " A ", "name": "x", "amount": "1.234", "tags": []});
+        let bad_amount =
+            serde_json::json!({"id": 1, "email": " A ", "name": "x", "amount": "1.234", "tags": []});
         let e = prepare_item(bad_amount, "id", &steps, 1).unwrap_err();
         assert_eq!(e.field, "amount");
         let not_object = serde_json::json!([1]);
         assert!(prepare_item(not_object, "id", &steps, 1).is_err());
-        let numeric_id = serde_json::json!({"id": 42, "email": "a", "name": "b", "amount": "1", "tags": ["B", "a", "b"]});
+        let numeric_id =
+            serde_json::json!({"id": 42, "email": "a", "name": "b", "amount": "1", "tags": ["B", "a", "b"]});
         let p = prepare_item(numeric_id, "id", &steps, 1).unwrap();
         assert_eq!(p.id, "42");
         assert!(p.canonical.contains(r#""tags":["a","b"]"#), "{}", p.canonical);

@@ -66,8 +66,13 @@ struct ScheduleSettle {
 impl ScheduleSettle {
     fn report(self: Box<Self>, next_due: Instant) -> BoxFuture<Result<(), SourceError>> {
         Box::pin(async move {
-            // One slot per entry and at most one delivery per entry out: never full.
-            self.tx.try_send((self.index, next_due)).map_err(|e| -> SourceError { e.to_string().into() })
+            // One slot per entry and at most one delivery per entry out: never
+            // full. Closed means the source is gone (intake stopped): nothing
+            // is left to schedule, which is not a failure.
+            match self.tx.try_send((self.index, next_due)) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+                Err(e) => Err(e.to_string().into()),
+            }
         })
     }
 }

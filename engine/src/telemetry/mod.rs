@@ -37,3 +37,11 @@ pub(crate) fn task_settled(outcome: TaskOutcome, run: Duration, times: TaskTimes
     histogram!(cat::TASK_CPU_QUEUE_WAIT.name).record(times.cpu_queue_wait.as_secs_f64());
     histogram!(cat::TASK_CPU_TIME.name).record(times.cpu_time.as_secs_f64());
 }
+
+/// One poll of a pipeline finished; `delivered` items reached its action.
+pub(crate) fn pipeline_poll(pipeline: &str, ok: bool, delivered: u32) {
+    let outcome = if ok { "ok" } else { "failed" };
+    counter!(cat::PIPELINE_POLLS.name, "pipeline" => pipeline.to_string(), "outcome" => outcome).increment(1);
+    counter!(cat::PIPELINE_ITEMS_DELIVERED.name, "pipeline" => pipeline.to_string())
+        .increment(u64::from(delivered));
+}

@@ -1,19 +1,20 @@
-//! Command line: every flag has an environment twin (`SWITCHYARD_*`);
-//! flags win over the environment, which wins over defaults.
+//! Command line. Settings come, lowest first, from built-in defaults, the
+//! TOML file (`--config`), `SWITCHYARD_*` environment variables and flags;
+//! every flag has an environment twin.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use switchyard::demo::{run_demo, DemoParams, DemoUpstream};
-use switchyard::telemetry::{install_prometheus, DEFAULT_METRICS_ADDR};
-use switchyard::{Engine, EngineConfig, ExecutionModel};
+use switchyard::io_reactor::{MysqlConfig, RedisConfig};
+use switchyard::service::ServiceConfig;
+use switchyard::ExecutionModel;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the binary cannot run with (sysexits' EX_CONFIG).
-const EXIT_CONFIG: u8 = 78;
+pub(crate) const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser, Debug)]
 #[command(name = "switchyard", version, about = "A task engine for mixed network-wait and CPU-heavy work")]
@@ -24,8 +25,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the service (with no configuration: the built-in demo against a loopback upstream).
+    /// Run the service: configured pipelines, or the built-in PZ-1 zaps when none are configured.
     Run(RunArgs),
+    /// Print the effective configuration (secrets redacted) and check it.
+    CheckConfig(RunArgs),
     /// Run workload PZ-1 under each execution model and compare them.
     Bench(crate::bench::BenchArgs),
     /// Serve the PZ-1 upstream HTTP contract until stopped.
@@ -39,75 +42,100 @@ struct UpstreamArgs {
     listen: SocketAddr,
 }
 
-#[derive(Args, Debug, Clone)]
-struct RunArgs {
-    /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).
-    #[arg(long, env = "SWITCHYARD_LISTEN", default_value_t = DEFAULT_METRICS_ADDR)]
-    listen: SocketAddr,
+/// Settings of `run` and `check-config`. Each overrides the file when given.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /status (port 0 picks a free port).
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Execution model: hybrid, reactor-only or threads.
-    #[arg(long, env = "SWITCHYARD_MODEL", default_value = "hybrid")]
-    model: ExecutionModel,
+    #[arg(long, env = "SWITCHYARD_MODEL")]
+    model: Option<ExecutionModel>,
     /// Reactor worker threads (hybrid).
-    #[arg(long, env = "SWITCHYARD_REACTOR_THREADS", default_value_t = switchyard::DEFAULT_REACTOR_THREADS)]
-    reactor_threads: usize,
+    #[arg(long, env = "SWITCHYARD_REACTOR_THREADS")]
+    reactor_threads: Option<usize>,
     /// CPU pool threads (0: one per core).
-    #[arg(long, env = "SWITCHYARD_CPU_THREADS", default_value_t = 0)]
-    cpu_threads: usize,
+    #[arg(long, env = "SWITCHYARD_CPU_THREADS")]
+    cpu_threads: Option<usize>,
     /// Most CPU jobs queued or running (0: four per CPU thread).
-    #[arg(long, env = "SWITCHYARD_CPU_QUEUE_CAPACITY", default_value_t = 0)]
-    cpu_queue_capacity: usize,
+    #[arg(long, env = "SWITCHYARD_CPU_QUEUE_CAPACITY")]
+    cpu_queue_capacity: Option<usize>,
     /// Most tasks in flight.
-    #[arg(long, env = "SWITCHYARD_MAX_IN_FLIGHT", default_value_t = switchyard::DEFAULT_MAX_IN_FLIGHT)]
-    max_in_flight: usize,
+    #[arg(long, env = "SWITCHYARD_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
     /// Worker threads of the `threads` model.
-    #[arg(long, env = "SWITCHYARD_THREAD_WORKERS", default_value_t = switchyard::DEFAULT_THREAD_WORKERS)]
-    thread_workers: usize,
-    /// Seconds in-flight tasks get to finish on shutdown.
-    #[arg(long, env = "SWITCHYARD_SHUTDOWN_DEADLINE", default_value_t = 30.0)]
-    shutdown_deadline: f64,
-    /// Demo: tasks per second.
-    #[arg(long, env = "SWITCHYARD_DEMO_RATE", default_value_t = DemoParams::default().rate)]
-    rate: u32,
-    /// Demo: stop after this many tasks (default: run until stopped).
-    #[arg(long, env = "SWITCHYARD_DEMO_TASKS")]
-    tasks: Option<u64>,
-    /// Demo: upstream delay per request, in milliseconds.
-    #[arg(long, env = "SWITCHYARD_DEMO_DELAY_MS", default_value_t = DemoParams::default().delay_ms)]
-    delay_ms: u64,
-    /// Demo: hash rounds per record (CPU cost).
-    #[arg(long, env = "SWITCHYARD_DEMO_ROUNDS", default_value_t = DemoParams::default().rounds)]
-    rounds: u32,
-}
-
-impl Default for RunArgs {
-    fn default() -> Self {
-        // Parsing no flags gives the same defaults as `switchyard run`.
-        RunArgs::from_args_only(&[])
-    }
+    #[arg(long, env = "SWITCHYARD_THREAD_WORKERS")]
+    thread_workers: Option<usize>,
+    /// Milliseconds in-flight tasks get to finish on shutdown.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_DEADLINE_MS")]
+    shutdown_deadline_ms: Option<u64>,
+    /// Redis for dedup state (with --mysql-url; default: embedded stores).
+    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// MySQL for run records (with --redis-url; default: embedded stores).
+    #[arg(long, env = "SWITCHYARD_MYSQL_URL")]
+    mysql_url: Option<String>,
+    /// Stop after this many tasks (default: run until stopped).
+    #[arg(long, env = "SWITCHYARD_TASKS")]
+    pub(crate) tasks: Option<u64>,
 }
 
 impl RunArgs {
-    fn from_args_only(args: &[&str]) -> Self {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            run: RunArgs,
-        }
-        let argv = std::iter::once("switchyard").chain(args.iter().copied());
-        Wrapper::parse_from(argv).run
-    }
-
-    fn engine_config(&self) -> EngineConfig {
-        let mut config = EngineConfig {
-            model: self.model,
-            reactor_threads: self.reactor_threads,
-            max_in_flight: self.max_in_flight,
-            thread_workers: self.thread_workers,
-            ..EngineConfig::default()
+    /// Defaults < file < environment < flags (clap already put flags over
+    /// their environment twins).
+    pub(crate) fn effective_config(&self) -> Result<ServiceConfig, Failure> {
+        let mut config = match &self.config {
+            Some(path) => ServiceConfig::load(path).map_err(|e| Failure::Config(e.into()))?,
+            None => ServiceConfig::default(),
         };
-        config.cpu.threads = self.cpu_threads;
-        config.cpu.queue_capacity = self.cpu_queue_capacity;
-        config
+        let engine = &mut config.engine;
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.model {
+            engine.model = v;
+        }
+        if let Some(v) = self.reactor_threads {
+            engine.reactor_threads = v;
+        }
+        if let Some(v) = self.cpu_threads {
+            engine.cpu.threads = v;
+        }
+        if let Some(v) = self.cpu_queue_capacity {
+            engine.cpu.queue_capacity = v;
+        }
+        if let Some(v) = self.max_in_flight {
+            engine.max_in_flight = v;
+        }
+        if let Some(v) = self.thread_workers {
+            engine.thread_workers = v;
+        }
+        if let Some(v) = self.shutdown_deadline_ms {
+            engine.shutdown_deadline_ms = v;
+        }
+        if let Some(url) = &self.redis_url {
+            engine.redis = Some(RedisConfig {
+                url: url.clone(),
+                ..engine.redis.clone().unwrap_or_else(|| RedisConfig::new(""))
+            });
+        }
+        if let Some(url) = &self.mysql_url {
+            engine.mysql = Some(MysqlConfig {
+                url: url.clone(),
+                ..engine.mysql.clone().unwrap_or_else(|| MysqlConfig::new(""))
+            });
+        }
+        if engine.redis.is_some() != engine.mysql.is_some() {
+            let missing = if engine.redis.is_none() { "engine.redis" } else { "engine.mysql" };
+            return Err(Failure::Config(anyhow::anyhow!(
+                "{missing}: Redis (dedup state) and MySQL (run records) go together; set both or neither"
+            )));
+        }
+        config.validate().map_err(|e| Failure::Config(e.into()))?;
+        Ok(config)
     }
 }
 
@@ -116,14 +144,15 @@ pub(crate) fn main() -> ExitCode {
     init_logging();
     let command = cli.command.unwrap_or(Command::Run(RunArgs::default()));
     let result = match command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => crate::run::run(args),
+        Command::CheckConfig(args) => check_config(args),
         Command::Bench(args) => crate::bench::bench(args),
         Command::Upstream(args) => upstream(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
-            eprintln!("switchyard: {e:#}");
+            eprintln!("switchyard: configuration: {e:#}");
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failure::Runtime(e)) => {
@@ -133,6 +162,7 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
+/// Why the binary stopped: bad configuration (exit 78) or a runtime failure (1).
 pub(crate) enum Failure {
     Config(anyhow::Error),
     Runtime(anyhow::Error),
@@ -143,63 +173,24 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
+    // Machines read the logs when stdout is not a terminal: give them JSON.
+    if std::io::stdout().is_terminal() {
         builder.init();
     } else {
         builder.json().init();
     }
 }
 
-fn run(args: RunArgs) -> Result<(), Failure> {
-    let engine = Engine::builder().config(args.engine_config()).build().map_err(|e| {
-        let key = e.config_field().unwrap_or("?").to_string();
-        Failure::Config(anyhow::Error::new(e).context(format!("fix the setting `{key}`")))
-    })?;
-    let metrics = install_prometheus().map_err(|e| Failure::Runtime(e.into()))?;
-    let upstream = DemoUpstream::start().context("starting the demo upstream").map_err(Failure::Runtime)?;
-    let params = DemoParams {
-        rate: args.rate,
-        tasks: args.tasks,
-        delay_ms: args.delay_ms,
-        rounds: args.rounds,
-        ..DemoParams::default()
-    };
-    let deadline = Duration::from_secs_f64(args.shutdown_deadline.max(0.0));
-    let outcome = engine.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding the metrics listener on {}", args.listen))
-            .map_err(Failure::Config)?;
-        let local = listener.local_addr().map_err(|e| Failure::Runtime(e.into()))?;
-        tracing::info!(address = %local, "serving /metrics and /healthz");
-        let stop = CancellationToken::new();
-        tokio::spawn(crate::metrics_server::serve(listener, metrics.clone(), stop.clone()));
-        tokio::spawn(upkeep(metrics, stop.clone()));
-        tokio::spawn(stop_on_signal(stop.clone()));
-        tracing::info!(model = %engine.config().model, upstream = %upstream.base_url(), "running the built-in demo");
-        let report = run_demo(&engine, &upstream, params, stop.clone(), deadline, Duration::from_secs(5))
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?;
-        stop.cancel();
-        engine.shutdown(deadline).await;
-        let s = report.stats;
-        tracing::info!(
-            ok = s.ok, failed = s.failed, panicked = s.panicked, abandoned = s.abandoned,
-            peak_in_flight = s.peak_in_flight, elapsed_s = report.elapsed.as_secs_f64(),
-            "demo finished"
-        );
-        if !report.unfinished.is_empty() {
-            tracing::warn!(unfinished = ?report.unfinished, "tasks not finished by the shutdown deadline");
-        }
-        Ok(())
-    });
-    outcome.map_err(|e| Failure::Runtime(e.into()))?
+fn check_config(args: RunArgs) -> Result<(), Failure> {
+    let config = args.effective_config()?;
+    print!("{}", config.redacted_toml());
+    Ok(())
 }
 
 fn upstream(args: UpstreamArgs) -> Result<(), Failure> {
     let upstream = switchyard::pz1::Pz1Upstream::start(args.listen)
         .with_context(|| format!("serving the upstream on {}", args.listen))
-        .map_err(Failure::Config)?;
+        .map_err(Failure::Runtime)?;
     tracing::info!(address = %upstream.addr(), "serving the PZ-1 upstream");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -215,15 +206,8 @@ fn upstream(args: UpstreamArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn upkeep(metrics: switchyard::telemetry::PrometheusSetup, stop: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(5));
-    while tokio::select! { _ = every.tick() => true, _ = stop.cancelled() => false } {
-        metrics.run_upkeep();
-    }
-}
-
-/// First SIGINT/SIGTERM: stop intake and drain. Second: exit at once.
-async fn stop_on_signal(stop: CancellationToken) {
+/// First SIGINT/SIGTERM: cancel `stop` (drain). Second: exit at once.
+pub(crate) async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {

@@ -2,7 +2,7 @@
 
 mod bench;
 mod cli;
-mod metrics_server;
+mod run;
 
 use std::process::ExitCode;
 
