@@ -1,6 +1,7 @@
 //! Cross-crate integration tests: one binary, the shared harness in `lib.rs`.
 
 mod backpressure;
+mod dashboards;
 mod dependencies;
 mod failures;
 mod metrics_smoke;

@@ -148,6 +148,19 @@ impl Stores {
         }
     }
 
+    /// Whether `zap` has any dedup state yet (a seen-set exists).
+    pub(crate) async fn has_state(&self, cx: &TaskContext, zap: &str) -> Result<bool, Pz1Error> {
+        match self {
+            Stores::External { key_prefix, .. } => {
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(format!("{key_prefix}{zap}"));
+                let n: u64 = cx.redis().map_err(Pz1Error::store)?.query(&cmd).await.map_err(Pz1Error::store)?;
+                Ok(n > 0)
+            }
+            Stores::Embedded(stores) => Ok(stores.seen.lock().expect("seen lock").contains_key(zap)),
+        }
+    }
+
     /// Adds `ids` to `zap`'s seen-set (`SADD`, idempotent, so safe to retry).
     pub(crate) async fn mark_seen(
         &self,

@@ -158,6 +158,11 @@ pub struct SourceConfig {
     /// Most items one poll may return; more is an error, not a truncation.
     #[serde(default = "default_max_items")]
     pub max_items: usize,
+    /// The very first poll (no dedup state yet) marks what it finds as seen
+    /// and delivers nothing, so switching a pipeline on does not replay an
+    /// API's history. Later polls, and restarts with state in Redis, deliver.
+    #[serde(default = "default_true")]
+    pub seed_on_first_poll: bool,
 }
 
 fn default_id_field() -> String {

@@ -24,6 +24,10 @@ use crate::TaskContext;
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
+/// A member every seeded seen-set holds, so an empty first poll still
+/// counts as seeded. No API id starts with a control character.
+const SEED_MARKER: &str = "\u{1}seeded";
+
 /// Counters of one pipeline, for `/status`.
 #[derive(Debug, Default)]
 pub struct PipelineCounters {
@@ -46,6 +50,7 @@ pub struct Pipeline {
     items_pointer: String,
     id_field: String,
     newest_first: bool,
+    seed_on_first_poll: bool,
     max_items: usize,
     steps: Vec<StepConfig>,
     rounds: u32,
@@ -97,6 +102,7 @@ impl Pipeline {
             items_pointer: config.source.items_pointer.clone(),
             id_field: config.source.id_field.clone(),
             newest_first: config.source.newest_first,
+            seed_on_first_poll: config.source.seed_on_first_poll,
             max_items: config.source.max_items,
             steps: config.steps.clone(),
             rounds: config.fingerprint_rounds(),
@@ -178,7 +184,13 @@ impl Pipeline {
             .map_err(|e| Pz1Error::at("transform_failed", e, done))?;
         done.items = u32::try_from(items.len()).unwrap_or(u32::MAX);
 
-        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        if self.seed_on_first_poll && !self.stores.has_state(cx, &self.name).await.map_err(|e| e.with_partial(done))? {
+            // The marker creates the state even when the first poll is empty.
+            ids.push(SEED_MARKER.to_string());
+            self.stores.mark_seen(cx, &self.name, &ids).await.map_err(|e| e.with_partial(done))?;
+            return Ok(done);
+        }
         let seen = self.stores.seen(cx, &self.name, &ids).await.map_err(|e| e.with_partial(done))?;
         let mut new: Vec<&PreparedItem> =
             items.iter().zip(seen).filter(|(_, s)| !s).map(|(i, _)| i).collect();

@@ -14,11 +14,12 @@ use crate::cli::{stop_on_signal, Failure, RunArgs};
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let config = args.effective_config()?;
     let engine_config = config.resolved_engine().map_err(|e| Failure::Config(e.into()))?;
+    // The recorder goes in first: components register their metrics when built.
+    let metrics = install_prometheus().map_err(|e| Failure::Runtime(e.into()))?;
     let engine = Engine::builder().config(engine_config).build().map_err(|e| match e.is_config() {
         true => Failure::Config(anyhow::Error::new(e)),
         false => Failure::Runtime(anyhow::Error::new(e)),
     })?;
-    let metrics = install_prometheus().map_err(|e| Failure::Runtime(e.into()))?;
     let endpoints = Endpoints::new(Some(metrics.clone()));
     let limits = RunLimits { max_tasks: args.tasks };
     let outcome = engine.block_on(async {
