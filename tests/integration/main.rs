@@ -7,5 +7,6 @@ mod failures;
 mod metrics_smoke;
 mod models;
 mod pz1;
+mod service;
 mod services;
 mod thesis;

@@ -154,7 +154,8 @@ impl Stores {
             Stores::External { key_prefix, .. } => {
                 let mut cmd = redis::cmd("EXISTS");
                 cmd.arg(format!("{key_prefix}{zap}"));
-                let n: u64 = cx.redis().map_err(Pz1Error::store)?.query(&cmd).await.map_err(Pz1Error::store)?;
+                let n: u64 =
+                    cx.redis().map_err(Pz1Error::store)?.query(&cmd).await.map_err(Pz1Error::store)?;
                 Ok(n > 0)
             }
             Stores::Embedded(stores) => Ok(stores.seen.lock().expect("seen lock").contains_key(zap)),

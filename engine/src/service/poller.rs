@@ -185,7 +185,9 @@ impl Pipeline {
         done.items = u32::try_from(items.len()).unwrap_or(u32::MAX);
 
         let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        if self.seed_on_first_poll && !self.stores.has_state(cx, &self.name).await.map_err(|e| e.with_partial(done))? {
+        if self.seed_on_first_poll
+            && !self.stores.has_state(cx, &self.name).await.map_err(|e| e.with_partial(done))?
+        {
             // The marker creates the state even when the first poll is empty.
             ids.push(SEED_MARKER.to_string());
             self.stores.mark_seen(cx, &self.name, &ids).await.map_err(|e| e.with_partial(done))?;
