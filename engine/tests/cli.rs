@@ -142,6 +142,7 @@ fn start_long_run() -> (Child, String, BufReader<std::process::ChildStderr>) {
         }
     }
     child.kill().ok();
+    child.wait().ok();
     panic!("the binary never logged its listen address");
 }
 
