@@ -3,6 +3,7 @@
 mod backpressure;
 mod dashboards;
 mod dependencies;
+mod examples;
 mod failures;
 mod metrics_smoke;
 mod models;
