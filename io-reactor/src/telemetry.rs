@@ -92,8 +92,12 @@ pub(crate) fn redis_command(outcome: RedisOutcome, elapsed: Duration) {
     histogram!(cat::REDIS_COMMAND_DURATION.name).record(elapsed.as_secs_f64());
 }
 
+/// A reactor started with `threads` workers. Also registers the stall
+/// counter at zero, so "no stalls" is a series at 0 (what `rate()` and the
+/// dashboard need) rather than an absent one until the first stall.
 pub(crate) fn reactor_threads(threads: usize) {
     gauge!(cat::REACTOR_THREADS.name).set(threads as f64);
+    counter!(cat::REACTOR_STALLS.name).increment(0);
 }
 
 pub(crate) fn reactor_lag(lag: Duration) {

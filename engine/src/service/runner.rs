@@ -20,7 +20,7 @@ use crate::source::{ScheduleEntry, ScheduleSource};
 use crate::{telemetry, Engine, Error, RunReport, TaskContext, TaskError};
 
 /// The run-record table of configured pipelines.
-pub const SERVICE_RUNS_TABLE: &str = "switchyard_runs";
+pub const SERVICE_RUNS_TABLE: &str = "pipeline_runs";
 /// Seen-set key prefix of configured pipelines (`switchyard:seen:{pipeline}`).
 pub const SERVICE_SEEN_PREFIX: &str = "switchyard:seen:";
 /// The pipeline name the built-in PZ-1 zaps report under.
