@@ -3,20 +3,24 @@
 //!
 //! A reactor thread that computes instead of waiting freezes every task's
 //! I/O on it: gevent's classic failure, and exactly what the CPU pool exists
-//! to prevent. [`StallWatchdog`] makes it visible. A heartbeat task on the
-//! reactor sleeps for `interval_ms` again and again and measures how late
-//! each wake-up is (the reactor's *lag*); a beat later than
-//! `stall_threshold_ms` counts as a stall. Code marks what it is doing with
-//! [`StallWatchdog::stage`], so a stall can be blamed on a stage by name.
+//! to prevent. [`StallWatchdog`] makes it visible. Every `interval_ms` a
+//! plain thread (`switchyard-watchdog`) writes a byte into a socket pair
+//! whose other end a heartbeat task on the reactor reads, and the task
+//! measures how long the reactor took to notice (the reactor's *lag*: what
+//! every socket event waits, I/O driver included); a probe answered
+//! later than `stall_threshold_ms` counts as a stall. Code marks what it is
+//! doing with [`StallWatchdog::stage`], so a stall can be blamed on a stage
+//! by name.
 //!
-//! # The one decision: observe from outside the reactor
+//! # The one decision: probe and observe from outside the reactor
 //!
-//! The heartbeat alone can only report a stall *after* it ends, when the
-//! stage that caused it has already finished and unmarked itself. So a plain
-//! thread (`switchyard-watchdog`), which a stuck reactor cannot stop, checks
-//! every interval whether the heartbeat is overdue, and while the reactor is
-//! still stuck it logs once per stall, naming the stages marked at that
-//! moment:
+//! The probe comes from outside, not from a timer on the reactor, because
+//! lag is what an I/O event waits, and tokio's timers round to whole
+//! milliseconds: a sleeping heartbeat would report a millisecond of "lag" on
+//! an idle reactor. And only an outside thread, which a stuck reactor cannot
+//! stop, can report a stall *while* it lasts, when the stage that caused it
+//! is still marked: while a probe goes unanswered past the threshold it logs
+//! once per stall, naming the stages marked at that moment:
 //!
 //! ```text
 //! WARN reactor stalled stalled_ms=61 stage="transform"
@@ -112,9 +116,12 @@ struct Owner {
 struct State {
     interval: Duration,
     threshold: Duration,
-    /// Origin of `last_beat_us`, so the last beat fits in an atomic.
+    /// Origin of `probe_sent_us`, so a time fits in an atomic.
     epoch: Instant,
-    last_beat_us: AtomicU64,
+    /// When the outstanding probe was sent (microseconds since `epoch`, at
+    /// least 1), or 0 when the heartbeat has answered every probe.
+    probe_sent_us: AtomicU64,
+
     beats: AtomicU64,
     stalls: AtomicU64,
     max_lag_us: AtomicU64,
@@ -141,7 +148,7 @@ impl StallWatchdog {
             interval: Duration::from_millis(config.interval_ms),
             threshold: Duration::from_millis(config.stall_threshold_ms),
             epoch: Instant::now(),
-            last_beat_us: AtomicU64::new(0),
+            probe_sent_us: AtomicU64::new(0),
             beats: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             max_lag_us: AtomicU64::new(0),
@@ -152,10 +159,19 @@ impl StallWatchdog {
             reported: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         });
-        let heartbeat = handle.spawn(heartbeat(Arc::clone(&state))).abort_handle();
+        let (probe_tx, probe_rx) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| Error::new(Kind::Runtime).with(e))?;
+        probe_rx.set_nonblocking(true).map_err(|e| Error::new(Kind::Runtime).with(e))?;
+        let probe_rx = {
+            // Registering the socket needs the reactor's context.
+            let _entered = handle.enter();
+            tokio::net::UnixStream::from_std(probe_rx).map_err(|e| Error::new(Kind::Runtime).with(e))?
+        };
+        let heartbeat = handle.spawn(heartbeat(Arc::clone(&state), probe_rx)).abort_handle();
         let observed = Arc::clone(&state);
-        let observer =
-            thread::Builder::new().name("switchyard-watchdog".into()).spawn(move || observe(&observed));
+        let observer = thread::Builder::new()
+            .name("switchyard-watchdog".into())
+            .spawn(move || observe(&observed, probe_tx));
         let observer = match observer {
             Ok(observer) => observer,
             Err(e) => {
@@ -248,7 +264,6 @@ impl State {
             telemetry::reactor_stall();
         }
         self.beats.fetch_add(1, Relaxed);
-        self.last_beat_us.store(self.since_epoch_us(), Relaxed);
     }
 
     /// Marked stage names, longest-marked first, without repeats.
@@ -265,7 +280,8 @@ impl State {
     }
 }
 
-async fn heartbeat(state: Arc<State>) {
+async fn heartbeat(state: Arc<State>, mut probe: tokio::net::UnixStream) {
+    use tokio::io::AsyncReadExt;
     /// Dropped with the task: by `stop`'s abort or by the runtime shutting down.
     struct Finish(Arc<State>);
     impl Drop for Finish {
@@ -274,29 +290,47 @@ async fn heartbeat(state: Arc<State>) {
         }
     }
     let _finish = Finish(Arc::clone(&state));
+    let mut buf = [0u8; 64];
     loop {
-        let before = Instant::now();
-        tokio::time::sleep(state.interval).await;
-        state.record_beat(before.elapsed().saturating_sub(state.interval));
+        match probe.read(&mut buf).await {
+            Ok(0) | Err(_) => return, // the observer has gone
+            Ok(_) => {}
+        }
+        let sent = state.probe_sent_us.load(Relaxed);
+        if sent == 0 {
+            continue;
+        }
+        let lag_us = state.since_epoch_us().saturating_sub(sent);
+        state.record_beat(Duration::from_micros(lag_us));
+        state.probe_sent_us.store(0, Relaxed);
     }
 }
 
-fn observe(state: &State) {
-    let interval_us = u64::try_from(state.interval.as_micros()).unwrap_or(u64::MAX);
+fn observe(state: &State, mut probe: std::os::unix::net::UnixStream) {
+    use std::io::Write;
     let threshold_us = u64::try_from(state.threshold.as_micros()).unwrap_or(u64::MAX);
-    // The beat a stall was last reported after: one report per stall.
-    let mut reported_after = None;
+    // The probe a stall was last reported for: one report per stall.
+    let mut reported_for = None;
     loop {
         thread::park_timeout(state.interval);
         if state.finished.load(Relaxed) {
             return;
         }
-        let last_beat = state.last_beat_us.load(Relaxed);
-        let overdue_us = state.since_epoch_us().saturating_sub(last_beat).saturating_sub(interval_us);
-        if overdue_us <= threshold_us || reported_after == Some(last_beat) {
+        let now = state.since_epoch_us().max(1);
+        let sent = state.probe_sent_us.load(Relaxed);
+        if sent == 0 {
+            // The last probe was answered: send the next one.
+            state.probe_sent_us.store(now, Relaxed);
+            if probe.write_all(&[1]).is_err() {
+                return; // the heartbeat (and its runtime) has gone
+            }
             continue;
         }
-        reported_after = Some(last_beat);
+        let overdue_us = now.saturating_sub(sent);
+        if overdue_us <= threshold_us || reported_for == Some(sent) {
+            continue;
+        }
+        reported_for = Some(sent);
         let stages = state.marked_stages();
         *lock(&state.last_stall_stage) = stages.first().copied();
         state.reported.fetch_add(1, Relaxed);
