@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use switchyard_protocol::pz1::{action_body, delay_ms, transform_poll, Params, Transformed};
 
-use super::stores::{RunRow, Stores};
+use super::stores::Stores;
 use crate::TaskContext;
 
 /// One task's work item: poll `seq` of `zap`, released at `release`.
@@ -105,24 +105,7 @@ impl Pz1Pipeline {
     /// Runs the task and records it, failed or not.
     pub async fn run(&self, cx: &TaskContext, poll: &Pz1Poll) -> Result<Pz1Outcome, Pz1Error> {
         let result = self.execute(cx, poll).await;
-        let (outcome, status, error) = match &result {
-            Ok(outcome) => (*outcome, "ok", None),
-            Err(e) => (e.partial, e.stage, Some(e.to_string())),
-        };
-        let row = RunRow {
-            run_id: self.run_id.clone(),
-            zap: poll.zap.clone(),
-            seq: poll.seq,
-            items: outcome.items,
-            new_items: outcome.new_items,
-            latency_ms: poll.release.elapsed().as_secs_f64() * 1e3,
-            status,
-            error,
-        };
-        let recorded = self.stores.record(cx, row).await;
-        let outcome = result?;
-        recorded.map_err(|e| e.with_partial(outcome))?;
-        Ok(outcome)
+        self.stores.record_result(cx, &self.run_id, &poll.zap, poll.seq, poll.release, result).await
     }
 
     fn delay(&self, zap: &str, seq: u64, step: u32) -> u64 {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use switchyard_io_reactor::mysql_async::prelude::Queryable;
 use switchyard_io_reactor::{redis, MysqlPool};
 
-use super::pipeline::Pz1Error;
+use super::pipeline::{Pz1Error, Pz1Outcome};
 use crate::TaskContext;
 
 /// The table PZ-1 records its runs in.
@@ -189,6 +189,37 @@ impl Stores {
                 Ok(())
             }
         }
+    }
+
+    /// Records how one task went, failed or not, and passes its result on:
+    /// the task's own error wins over a failure to record it.
+    pub(crate) async fn record_result(
+        &self,
+        cx: &TaskContext,
+        run_id: &str,
+        zap: &str,
+        seq: u64,
+        since: std::time::Instant,
+        result: Result<Pz1Outcome, Pz1Error>,
+    ) -> Result<Pz1Outcome, Pz1Error> {
+        let (outcome, status, error) = match &result {
+            Ok(outcome) => (*outcome, "ok", None),
+            Err(e) => (e.partial, e.stage(), Some(e.to_string())),
+        };
+        let row = RunRow {
+            run_id: run_id.to_string(),
+            zap: zap.to_string(),
+            seq,
+            items: outcome.items,
+            new_items: outcome.new_items,
+            latency_ms: since.elapsed().as_secs_f64() * 1e3,
+            status,
+            error,
+        };
+        let recorded = self.record(cx, row).await;
+        let outcome = result?;
+        recorded.map_err(|e| e.with_partial(outcome))?;
+        Ok(outcome)
     }
 
     /// Records one task (one INSERT; the connection is held for it alone).

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::config::{ConfigError, PipelineConfig, StepConfig};
 use super::steps::{prepare_item, PreparedItem};
-use crate::pz1::{Pz1Error, Pz1Outcome, RunRow, Stores};
+use crate::pz1::{Pz1Error, Pz1Outcome, Stores};
 use crate::TaskContext;
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
@@ -141,26 +141,9 @@ impl Pipeline {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let result = self.execute(cx, seq).await;
-        let (outcome, status, error) = match &result {
-            Ok(o) => (*o, "ok", None),
-            Err(e) => (e.partial, e.stage(), Some(e.to_string())),
-        };
         let counter = if result.is_ok() { &self.counters.polls_ok } else { &self.counters.polls_failed };
         counter.fetch_add(1, Ordering::Relaxed);
-        let row = RunRow {
-            run_id: self.run_id.clone(),
-            zap: self.name.clone(),
-            seq,
-            items: outcome.items,
-            new_items: outcome.new_items,
-            latency_ms: started.elapsed().as_secs_f64() * 1e3,
-            status,
-            error,
-        };
-        let recorded = self.stores.record(cx, row).await;
-        let outcome = result?;
-        recorded.map_err(|e| e.with_partial(outcome))?;
-        Ok(outcome)
+        self.stores.record_result(cx, &self.run_id, &self.name, seq, started, result).await
     }
 
     async fn execute(&self, cx: &TaskContext, seq: u64) -> Result<Pz1Outcome, Pz1Error> {
