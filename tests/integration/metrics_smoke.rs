@@ -9,6 +9,7 @@ use switchyard::demo::{demo_task, DemoUpstream};
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, HttpClient, HttpConfig, MysqlConfig, RedisConfig};
 use switchyard::protocol::catalogue::CATALOGUE;
+use switchyard::service::{run_service, Endpoints, RunLimits, ServiceConfig};
 use switchyard::telemetry::install_prometheus;
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_tests::{burn, exclusive, mysql_url, redis_url, services_required};
@@ -112,6 +113,25 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
         })
         .unwrap();
     assert!(gevent_shaped.watchdog().stats().stalls >= 1);
+
+    // The service layer: the built-in PZ-1 zaps for a few polls.
+    let mut service = ServiceConfig::default();
+    service.pz1.zaps = 2;
+    service.pz1.poll_period_ms = 50;
+    service.pz1.base_ms = 1.0;
+    service.pz1.max_ms = 5;
+    let zaps_engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let report = zaps_engine
+        .block_on(run_service(
+            &zaps_engine,
+            &service,
+            &Endpoints::new(None),
+            tokio_util::sync::CancellationToken::new(),
+            RunLimits { max_tasks: Some(4) },
+        ))
+        .unwrap()
+        .unwrap();
+    assert!(report.stats.ok >= 4, "{report:?}");
 
     metrics.run_upkeep();
     let text = metrics.render();
