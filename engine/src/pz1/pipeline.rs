@@ -142,9 +142,12 @@ impl Pz1Pipeline {
             return Ok(done);
         }
         let seen = self.stores.seen(cx, zap, &ids).await.map_err(|e| e.with_partial(done))?;
-        // The poll lists items newest first; actions fire oldest first.
-        let new: Vec<&Transformed> =
-            transformed.iter().zip(seen).filter(|(_, seen)| !seen).map(|(t, _)| t).rev().collect();
+        drop(ids);
+        // The poll lists items newest first; actions fire oldest first. Only
+        // the new items are kept across the actions' waits: a task parked on
+        // the upstream should hold a few hundred bytes, not the whole poll.
+        let new: Vec<Transformed> =
+            transformed.into_iter().zip(seen).filter(|(_, seen)| !seen).map(|(t, _)| t).rev().collect();
 
         let mut delivered = Vec::with_capacity(new.len());
         let mut failure = None;
