@@ -44,6 +44,12 @@ impl ProcessSample {
         cpu_of_stat(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
     }
 
+    /// CPU time used by another process, by pid (for counting the servers
+    /// a workload also costs).
+    pub fn process_cpu(pid: u32) -> Option<Duration> {
+        cpu_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
     /// The kernel thread id of the calling thread.
     pub fn current_thread_id() -> Option<u64> {
         let link = std::fs::read_link("/proc/thread-self").ok()?;

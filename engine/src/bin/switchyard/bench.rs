@@ -21,6 +21,7 @@ use switchyard::protocol::pz1::{sustains, Params, Report};
 use switchyard::pz1::{
     calibrate_cpu_alone, run_bench, EmbeddedStores, Pz1Pipeline, Pz1Upstream, Stores, PZ_RUNS_TABLE,
 };
+use switchyard::telemetry::ProcessSample;
 use switchyard::{Engine, EngineConfig, ExecutionModel};
 
 use crate::cli::Failure;
@@ -236,7 +237,15 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
         let mut failed_in_a_row = 0;
         for &rate in &rates {
             let before = local_upstream.as_ref().map(|u| (u.thread_cpu(), u.counters().total()));
+            let stores_before = store_servers_cpu();
+            let started = std::time::Instant::now();
             let result = run_child(args, model, rate, &upstream_url)?;
+            let stores_cpu = store_servers_cpu().saturating_sub(stores_before).as_secs_f64();
+            if stores_cpu > 0.0 {
+                // Over the whole child run (warm-up and drain included).
+                let per_s = stores_cpu / started.elapsed().as_secs_f64();
+                eprintln!("  store servers (mariadbd, redis-server): {per_s:.3} CPU seconds per second");
+            }
             if let (Some(up), Some((Some(cpu0), n0))) = (&local_upstream, before) {
                 if let Some(cpu1) = up.thread_cpu() {
                     let requests = up.counters().total() - n0;
@@ -278,6 +287,23 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// CPU time used so far by the local database servers (Linux `/proc`), so
+/// a report can count every process a task costs, not only Switchyard.
+fn store_servers_cpu() -> Duration {
+    const SERVERS: [&str; 3] = ["mariadbd", "mysqld", "redis-server"];
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    let mut total = Duration::ZERO;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let is_server =
+            std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| SERVERS.contains(&c.trim()));
+        if is_server {
+            total += ProcessSample::process_cpu(pid).unwrap_or_default();
+        }
+    }
+    total
 }
 
 fn names(models: &[ModelSpec]) -> String {
