@@ -142,7 +142,7 @@ pub async fn run_bench(
         })
         .await?;
 
-    let cpu_window = CpuWindow::new(params);
+    let cpu_window = CpuWindow::start(params, t0);
     let mut tasks = schedule(params).peekable();
     let mut zap_busy = vec![false; zaps];
     let mut zap_pending: Vec<VecDeque<Task>> = (0..zaps).map(|_| VecDeque::new()).collect();
@@ -201,7 +201,6 @@ pub async fn run_bench(
                 }
             }
             _ = ticker.tick() => {
-                cpu_window.sample(t0);
                 let stats = running.stats();
                 progress(Progress {
                     elapsed_s: t0.elapsed().as_secs_f64(),
@@ -216,7 +215,6 @@ pub async fn run_bench(
         }
     }
     drop(producer);
-    cpu_window.sample(t0);
     // Tasks still running at the drain deadline are not completed.
     let shutdown = running.shutdown(Duration::from_millis(100)).await;
     let unfinished = outstanding;
@@ -232,38 +230,32 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Process CPU time at the start and end of the measured window.
+/// Process CPU time at the start and end of the measured window, read by
+/// a plain thread at those moments: the driver's loop may be blocked on a
+/// full engine, and a starved reactor may run its timers late.
 struct CpuWindow {
-    warmup_s: f64,
-    duration_s: f64,
-    at_warmup: std::cell::Cell<Option<Duration>>,
-    at_end: std::cell::Cell<Option<Duration>>,
+    window_s: f64,
+    readings: std::thread::JoinHandle<(Option<Duration>, Option<Duration>)>,
 }
 
 impl CpuWindow {
-    fn new(params: &Params) -> Self {
-        CpuWindow {
-            warmup_s: params.warmup_s,
-            duration_s: params.duration_s,
-            at_warmup: std::cell::Cell::new(None),
-            at_end: std::cell::Cell::new(None),
-        }
+    fn start(params: &Params, t0: Instant) -> Self {
+        let (warmup, end) =
+            (Duration::from_secs_f64(params.warmup_s), Duration::from_secs_f64(params.duration_s));
+        let readings = std::thread::spawn(move || {
+            let read_at = |at: Duration| {
+                std::thread::sleep((t0 + at).saturating_duration_since(Instant::now()));
+                ProcessSample::read().map(|s| s.cpu)
+            };
+            (read_at(warmup), read_at(end))
+        });
+        CpuWindow { window_s: params.duration_s - params.warmup_s, readings }
     }
 
-    fn sample(&self, t0: Instant) {
-        let now = t0.elapsed().as_secs_f64();
-        let cpu = || ProcessSample::read().map(|s| s.cpu);
-        if now >= self.warmup_s && self.at_warmup.get().is_none() {
-            self.at_warmup.set(cpu());
-        }
-        if now >= self.duration_s && self.at_end.get().is_none() {
-            self.at_end.set(cpu());
-        }
-    }
-
-    fn cpu_per_wall_s(&self) -> f64 {
-        match (self.at_warmup.get(), self.at_end.get()) {
-            (Some(a), Some(b)) => (b - a).as_secs_f64() / (self.duration_s - self.warmup_s),
+    /// CPU seconds per wall second over the window (waits for its end).
+    fn cpu_per_wall_s(self) -> f64 {
+        match self.readings.join() {
+            Ok((Some(a), Some(b))) => (b - a).as_secs_f64() / self.window_s,
             _ => f64::NAN,
         }
     }

@@ -101,6 +101,10 @@ pub(crate) struct BenchArgs {
     /// Workers of the `threads` model (one task each, like prefork processes).
     #[arg(long, env = "SWITCHYARD_THREAD_WORKERS", default_value_t = switchyard::DEFAULT_THREAD_WORKERS)]
     thread_workers: usize,
+    /// Most requests in flight to the upstream (one host): PZ-1 keeps about
+    /// rate x 3 x 0.2 s of them waiting, so the client default would cap a sweep.
+    #[arg(long, env = "SWITCHYARD_BENCH_HTTP_MAX_IN_FLIGHT_PER_HOST", default_value_t = 8192)]
+    http_max_in_flight_per_host: usize,
     /// Prefix of the Redis seen-set keys (tests use their own).
     #[arg(long, env = "SWITCHYARD_BENCH_KEY_PREFIX", default_value = "pz:seen:", hide = true)]
     key_prefix: String,
@@ -179,6 +183,8 @@ impl BenchArgs {
         };
         config.cpu.threads = self.cpu_threads;
         config.cpu.queue_capacity = self.cpu_queue_capacity;
+        config.http.max_in_flight_per_host = self.http_max_in_flight_per_host;
+        config.http.pool_max_idle_per_host = self.http_max_in_flight_per_host;
         match (spec.model, spec.threads) {
             (ExecutionModel::Hybrid, Some(n)) => config.cpu.threads = n,
             (ExecutionModel::Threads, Some(n)) => config.thread_workers = n,
@@ -331,6 +337,7 @@ fn run_child(args: &BenchArgs, model: ModelSpec, rate: f64, upstream: &str) -> a
         ("cpu-queue-capacity", args.cpu_queue_capacity.to_string()),
         ("thread-workers", args.thread_workers.to_string()),
         ("key-prefix", args.key_prefix.clone()),
+        ("http-max-in-flight-per-host", args.http_max_in_flight_per_host.to_string()),
         ("run-id-prefix", args.run_id_prefix.clone()),
     ] {
         cmd.arg(format!("--{flag}={value}"));
