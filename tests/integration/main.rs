@@ -7,6 +7,7 @@ mod examples;
 mod failures;
 mod metrics_smoke;
 mod models;
+mod peers;
 mod pz1;
 mod service;
 mod services;
