@@ -44,7 +44,35 @@ pub fn runs_table_ddl(table: &str) -> String {
 /// bounded in time as well as by the run.
 const SEEN_TTL_S: u64 = 7 * 24 * 3600;
 /// Most run rows the embedded log keeps (oldest dropped first).
-const EMBEDDED_MAX_ROWS: usize = 1_000_000;
+const EMBEDDED_MAX_ROWS: usize = 100_000;
+/// Most ids the embedded store remembers per zap (oldest forgotten first).
+/// A poll only ever shows an API's recent items, so ids far older than a
+/// page can never come back; this keeps a long-running service's memory flat.
+const EMBEDDED_MAX_SEEN_PER_ZAP: usize = 10_000;
+
+/// One zap's embedded seen-set, bounded, forgetting the oldest ids first.
+#[derive(Debug, Default)]
+struct SeenSet {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SeenSet {
+    fn insert(&mut self, id: &str) {
+        if self.ids.insert(id.to_string()) {
+            self.order.push_back(id.to_string());
+            if self.order.len() > EMBEDDED_MAX_SEEN_PER_ZAP {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+}
 /// Longest error text stored in a row (the column is VARCHAR(255)).
 const MAX_ERROR_CHARS: usize = 250;
 
@@ -72,7 +100,7 @@ pub struct RunRow {
 /// In-memory stand-ins for Redis's seen-sets and MySQL's `pz_runs`.
 #[derive(Debug, Default)]
 pub struct EmbeddedStores {
-    seen: Mutex<HashMap<String, HashSet<String>>>,
+    seen: Mutex<HashMap<String, SeenSet>>,
     runs: Mutex<VecDeque<RunRow>>,
 }
 
@@ -185,7 +213,10 @@ impl Stores {
             }
             Stores::Embedded(stores) => {
                 let mut seen = stores.seen.lock().expect("seen lock");
-                seen.entry(zap.to_string()).or_default().extend(ids.iter().cloned());
+                let set = seen.entry(zap.to_string()).or_default();
+                for id in ids {
+                    set.insert(id);
+                }
                 Ok(())
             }
         }
@@ -256,5 +287,22 @@ impl Stores {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_embedded_seen_set_forgets_its_oldest_ids_past_its_bound() {
+        let mut set = SeenSet::default();
+        for i in 0..EMBEDDED_MAX_SEEN_PER_ZAP + 5 {
+            set.insert(&format!("id-{i}"));
+        }
+        set.insert("id-100"); // already there: no change
+        assert_eq!(set.ids.len(), EMBEDDED_MAX_SEEN_PER_ZAP);
+        assert!(!set.contains("id-0") && !set.contains("id-4"));
+        assert!(set.contains("id-5") && set.contains(&format!("id-{}", EMBEDDED_MAX_SEEN_PER_ZAP + 4)));
     }
 }
