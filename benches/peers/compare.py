@@ -441,19 +441,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             setattr(args, key, SMOKE[key] if args.smoke else getattr(pz1, f"DEFAULT_{key.upper()}_S"))
     if args.rates is None:
         args.rates = SMOKE["rates"] if args.smoke else DEFAULT_RATES
-    pz1.Params(
-        rate=min(args.rates),
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        drain_s=args.drain,
-        zaps=args.zaps,
-        items=args.items,
-        fresh=args.fresh,
-        rounds=args.rounds,
-        base_ms=args.base_ms,
-        alpha=args.alpha,
-        max_ms=args.max_ms,
-    ).validate()
+    pz1.params_from_flags(args, min(args.rates)).validate()
     if args.rust_models and not args.switchyard.exists():
         p.error(f"{args.switchyard} not found: build it with `cargo build --release -p switchyard`")
 

@@ -81,19 +81,7 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
 
 def params_from_args(args: argparse.Namespace) -> pz1.Params:
     """The run's parameters; exits with a message naming the flag when one is bad."""
-    params = pz1.Params(
-        rate=args.rate,
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        drain_s=args.drain,
-        zaps=args.zaps,
-        items=args.items,
-        fresh=args.fresh,
-        rounds=args.rounds,
-        base_ms=args.base_ms,
-        alpha=args.alpha,
-        max_ms=args.max_ms,
-    )
+    params = pz1.params_from_flags(args, args.rate)
     try:
         return params.validate()
     except pz1.ParamsError as e:

@@ -632,3 +632,22 @@ def calibrate_cpu_alone(params: Params, runs: int = 15, between_items: Optional[
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2]
+
+
+def params_from_flags(flags: object, rate: float) -> Params:
+    """The workload's parameters from parsed command-line flags named as the
+    spec's parameters (``--duration``, ``--base-ms``, ...), at ``rate``."""
+    return Params(
+        rate=rate,
+        duration_s=flags.duration,  # type: ignore[attr-defined]
+        warmup_s=flags.warmup,  # type: ignore[attr-defined]
+        drain_s=flags.drain,  # type: ignore[attr-defined]
+        zaps=flags.zaps,  # type: ignore[attr-defined]
+        items=flags.items,  # type: ignore[attr-defined]
+        fresh=flags.fresh,  # type: ignore[attr-defined]
+        rounds=flags.rounds,  # type: ignore[attr-defined]
+        base_ms=flags.base_ms,  # type: ignore[attr-defined]
+        alpha=flags.alpha,  # type: ignore[attr-defined]
+        max_ms=flags.max_ms,  # type: ignore[attr-defined]
+    )
+

@@ -1,6 +1,6 @@
-//! The built-in demo: a mixed I/O + CPU job against a loopback upstream
-//! that Switchyard starts itself, so a newcomer sees the engine work with no
-//! servers to set up.
+//! A small mixed I/O + CPU job against a loopback upstream started
+//! in-process: what the embedding example and several tests run when they
+//! need real waits and real CPU work without any server to set up.
 //!
 //! Each task asks the upstream for a batch of records (the upstream answers
 //! after a delay, as a slow API does), then digests them on the CPU side:
@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::Request;
-use tokio_util::sync::CancellationToken;
 
 use crate::http_server::{query_param, respond, Handler, HttpResponse, ServerThread};
 
-use crate::{Engine, Error, MemorySource, RunReport, TaskContext, TaskError};
+use crate::{TaskContext, TaskError};
 
 /// Most concurrent connections the demo upstream serves.
 const UPSTREAM_MAX_CONNECTIONS: usize = 4_096;
@@ -75,27 +74,6 @@ async fn answer(request: Request<Incoming>) -> HttpResponse {
     respond(200, "application/json", body)
 }
 
-/// What the demo does, per task and in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DemoParams {
-    /// Tasks released per second.
-    pub rate: u32,
-    /// Tasks in all; `None` runs until intake is stopped.
-    pub tasks: Option<u64>,
-    /// Records per upstream answer.
-    pub records: u32,
-    /// Upstream delay per request.
-    pub delay_ms: u64,
-    /// Hash-chain rounds per record: the CPU cost knob.
-    pub rounds: u32,
-}
-
-impl Default for DemoParams {
-    fn default() -> Self {
-        DemoParams { rate: 100, tasks: None, records: 50, delay_ms: 150, rounds: 2_000 }
-    }
-}
-
 /// Digests a JSON array of records: the demo's CPU step.
 pub fn digest_records(body: &[u8], rounds: u32) -> Result<u64, serde_json::Error> {
     let records: Vec<serde_json::Value> = serde_json::from_slice(body)?;
@@ -119,58 +97,6 @@ pub async fn demo_task(cx: TaskContext, url: String, rounds: u32) -> Result<(), 
     let response = cx.http().get(&url).await?.error_for_status()?;
     cx.cpu_stage("digest", move || digest_records(&response.body, rounds)).await??;
     Ok(())
-}
-
-/// Feeds the demo's tasks into `engine` at `params.rate` until
-/// `params.tasks` are released or `stop` is cancelled, then lets in-flight
-/// tasks finish within `shutdown_deadline`. Logs progress every `log_every`.
-pub async fn run_demo(
-    engine: &Engine,
-    upstream: &DemoUpstream,
-    params: DemoParams,
-    stop: CancellationToken,
-    shutdown_deadline: Duration,
-    log_every: Duration,
-) -> Result<RunReport, Error> {
-    let (producer, source) = MemorySource::bounded(engine.config().effective_max_in_flight().max(16));
-    let rounds = params.rounds;
-    let running = engine.start(source, move |cx, url| demo_task(cx, url, rounds)).await?;
-    let url = format!("{}/records?n={}&delay_ms={}", upstream.base_url(), params.records, params.delay_ms);
-    let period = Duration::from_secs_f64(1.0 / f64::from(params.rate.max(1)));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut progress = tokio::time::interval(log_every);
-    progress.tick().await;
-    let mut released = 0u64;
-    while params.tasks.is_none_or(|n| released < n) {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = progress.tick() => {
-                let s = running.stats();
-                tracing::info!(released, in_flight = s.in_flight, ok = s.ok, failed = s.failed + s.panicked, "demo progress");
-                continue;
-            }
-            _ = ticker.tick() => {}
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            sent = producer.send(url.clone(), format!("demo-{released}")) => if sent.is_err() { break },
-        }
-        released += 1;
-    }
-    drop(producer);
-    if stop.is_cancelled() {
-        return Ok(running.shutdown(shutdown_deadline).await);
-    }
-    let drained = tokio::select! {
-        _ = running.finished() => true,
-        _ = stop.cancelled() => false,
-    };
-    if drained {
-        Ok(running.finished().await)
-    } else {
-        Ok(running.shutdown(shutdown_deadline).await)
-    }
 }
 
 #[cfg(test)]
