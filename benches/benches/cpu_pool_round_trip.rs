@@ -17,9 +17,11 @@
 //!
 //! Before criterion runs, an accounting table prints per job the median
 //! round trip, wall and process CPU time, and voluntary/involuntary context
-//! switches, for the same hand-offs plus one diagnostic: the reactor kept
-//! awake by a spinning task, which shows what the reactor's park/unpark
-//! costs (spinning is not an option for the engine: it burns a core idle).
+//! switches, for the same hand-offs, the pool with its spin for short jobs
+//! turned off (`spin_wait_us = 0`: the producer always parks), and one
+//! diagnostic: the reactor kept awake by a task that yields in a loop. Then
+//! it prints what an idle pool costs, to show the spin is paid only while a
+//! producer waits for a short job: the process CPU over one idle second.
 //!
 //! Run: `cargo bench -p switchyard-benches --bench cpu_pool_round_trip`.
 
@@ -37,8 +39,13 @@ use tokio::sync::oneshot;
 const PRODUCERS: u64 = 64;
 
 fn pool(queue_capacity: usize) -> CpuPool {
-    // Threads as the engine's default: one per core.
-    CpuPool::new(&CpuPoolConfig { threads: 0, queue_capacity }).expect("pool starts")
+    // Threads and spin as the engine's defaults: one thread per core.
+    CpuPool::new(&CpuPoolConfig { queue_capacity, ..CpuPoolConfig::default() }).expect("pool starts")
+}
+
+/// The pool with spinning off: its producers always park for the result.
+fn parking_pool() -> CpuPool {
+    CpuPool::new(&CpuPoolConfig { spin_wait_us: 0, ..CpuPoolConfig::default() }).expect("pool starts")
 }
 
 fn raw_rayon() -> rayon::ThreadPool {
@@ -312,6 +319,13 @@ fn accounting() {
     account(&rt, "isolated: cpu-pool submit", 1, false, submit(&default_capacity));
     account(
         &rt,
+        "isolated: cpu-pool submit, spin_wait_us = 0 (always parks)",
+        1,
+        false,
+        submit(&parking_pool()),
+    );
+    account(
+        &rt,
         "isolated: cpu-pool submit, reactor kept awake (diagnostic)",
         1,
         true,
@@ -353,6 +367,19 @@ fn accounting() {
     account(&rt, &label, producers, false, submit(&default_capacity));
     let label = format!("loaded: {producers} producers, queue_capacity {producers}");
     account(&rt, &label, producers, false, submit(&pool(producers)));
+
+    let idle = pool(0);
+    rt.block_on(submit(&idle)());
+    // Let rayon's threads finish their own brief search for work and sleep.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = ProcessCounters::read();
+    std::thread::sleep(ACCOUNTING_FOR);
+    let after = ProcessCounters::read();
+    println!(
+        "idle: pools and reactor alive, no jobs, for {:?}: process CPU {} µs",
+        ACCOUNTING_FOR,
+        (after.cpu - before.cpu).as_micros()
+    );
     println!();
 }
 

@@ -1,8 +1,8 @@
 //! Configuration of the CPU pool.
 //!
-//! Zero means "pick for this machine" for both fields, so a config file can
-//! stay silent and still be right on a laptop and on a 64-core box. Both
-//! limits are checked by [`CpuPoolConfig::validate`], which
+//! Zero means "pick for this machine" for the thread count and the queue
+//! capacity, so a config file can stay silent and still be right on a laptop
+//! and on a 64-core box. Every limit is checked by [`CpuPoolConfig::validate`], which
 //! [`CpuPool::new`](crate::CpuPool::new) calls, so a bad value fails at start
 //! and never at first use. Field names in errors are prefixed with `cpu.`, the
 //! table the engine nests this config under.
@@ -20,6 +20,13 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 0;
 /// thread finishing a job always finds the next one waiting, few enough that
 /// a queued job does not wait long.
 pub const QUEUE_SLOTS_PER_THREAD: usize = 4;
+/// Default for [`CpuPoolConfig::spin_wait_us`]: how long a producer may spin
+/// for a short job's result before it parks. Long enough to cover a pool
+/// thread that is awake picking up the job and replying (a few microseconds),
+/// short enough that a wrong guess costs the reactor less than one timer tick.
+pub const DEFAULT_SPIN_WAIT_US: u64 = 20;
+/// Most a spin may last; beyond this parking is always cheaper.
+pub const MAX_SPIN_WAIT_US: u64 = 1_000;
 /// Most threads a pool may have; more is a typo, not a machine.
 pub const MAX_CPU_THREADS: usize = 1024;
 /// Most slots a pool may have; a queue that deep hides overload instead of
@@ -36,11 +43,21 @@ pub struct CpuPoolConfig {
     /// [`QUEUE_SLOTS_PER_THREAD`] per thread. Producers wait (asynchronously)
     /// for a slot when all are taken.
     pub queue_capacity: usize,
+    /// Microseconds a producer may spin waiting for a job's result before it
+    /// parks; 0 never spins. Only jobs expected to finish within this time
+    /// spin (the pool's recent run times say so and a thread is free), and
+    /// only on a machine with more than one core: for such jobs waking a
+    /// parked reactor costs more than the job itself.
+    pub spin_wait_us: u64,
 }
 
 impl Default for CpuPoolConfig {
     fn default() -> Self {
-        CpuPoolConfig { threads: DEFAULT_CPU_THREADS, queue_capacity: DEFAULT_QUEUE_CAPACITY }
+        CpuPoolConfig {
+            threads: DEFAULT_CPU_THREADS,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            spin_wait_us: DEFAULT_SPIN_WAIT_US,
+        }
     }
 }
 
@@ -53,6 +70,9 @@ impl CpuPoolConfig {
         }
         if self.queue_capacity > MAX_QUEUE_CAPACITY {
             return Err(Error::config("cpu.queue_capacity", format!("must be at most {MAX_QUEUE_CAPACITY}")));
+        }
+        if self.spin_wait_us > MAX_SPIN_WAIT_US {
+            return Err(Error::config("cpu.spin_wait_us", format!("must be at most {MAX_SPIN_WAIT_US}")));
         }
         // Only when both are explicit: an automatic thread count must not make
         // the same file valid on one machine and invalid on another.
@@ -71,6 +91,17 @@ impl CpuPoolConfig {
             return self.threads;
         }
         std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_CPU_THREADS)
+    }
+
+    /// How long a producer may spin for a short job on this machine: never on
+    /// a single core, where the spinning producer would hold the core the job
+    /// needs.
+    pub fn resolved_spin_wait(&self) -> std::time::Duration {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_micros(self.spin_wait_us)
     }
 
     /// The number of slots the pool will have on this machine.
@@ -98,9 +129,11 @@ mod tests {
 
     #[test]
     fn explicit_values_are_kept() {
-        let config: CpuPoolConfig = serde_json::from_str(r#"{"threads": 3, "queue_capacity": 7}"#).unwrap();
+        let config: CpuPoolConfig =
+            serde_json::from_str(r#"{"threads": 3, "queue_capacity": 7, "spin_wait_us": 0}"#).unwrap();
         config.validate().unwrap();
         assert_eq!((config.resolved_threads(), config.resolved_queue_capacity()), (3, 7));
+        assert_eq!(config.resolved_spin_wait(), std::time::Duration::ZERO);
 
         let config = CpuPoolConfig { threads: 2, ..CpuPoolConfig::default() };
         assert_eq!(config.resolved_queue_capacity(), 8);
@@ -114,26 +147,35 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let too_many = CpuPoolConfig { threads: MAX_CPU_THREADS + 1, queue_capacity: 0 };
+        let too_many = CpuPoolConfig { threads: MAX_CPU_THREADS + 1, ..CpuPoolConfig::default() };
         let err = too_many.validate().unwrap_err();
         assert!(err.is_config() && err.to_string().contains("cpu.threads"), "{err}");
 
-        let too_deep = CpuPoolConfig { threads: 0, queue_capacity: MAX_QUEUE_CAPACITY + 1 };
+        let too_deep = CpuPoolConfig { queue_capacity: MAX_QUEUE_CAPACITY + 1, ..CpuPoolConfig::default() };
         assert!(too_deep.validate().unwrap_err().to_string().contains("cpu.queue_capacity"));
 
-        let starved = CpuPoolConfig { threads: 4, queue_capacity: 2 };
+        let starved = CpuPoolConfig { threads: 4, queue_capacity: 2, ..CpuPoolConfig::default() };
         let err = starved.validate().unwrap_err();
         assert!(err.to_string().contains("cpu.queue_capacity must be at least cpu.threads"), "{err}");
 
-        CpuPoolConfig { threads: 0, queue_capacity: 1 }.validate().unwrap();
-        CpuPoolConfig { threads: MAX_CPU_THREADS, queue_capacity: MAX_QUEUE_CAPACITY }.validate().unwrap();
+        let spins_too_long = CpuPoolConfig { spin_wait_us: MAX_SPIN_WAIT_US + 1, ..CpuPoolConfig::default() };
+        assert!(spins_too_long.validate().unwrap_err().to_string().contains("cpu.spin_wait_us"));
+
+        CpuPoolConfig { queue_capacity: 1, spin_wait_us: 0, ..CpuPoolConfig::default() }.validate().unwrap();
+        CpuPoolConfig {
+            threads: MAX_CPU_THREADS,
+            queue_capacity: MAX_QUEUE_CAPACITY,
+            spin_wait_us: MAX_SPIN_WAIT_US,
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]
     fn round_trips_through_serde() {
-        let config = CpuPoolConfig { threads: 2, queue_capacity: 16 };
+        let config = CpuPoolConfig { threads: 2, queue_capacity: 16, spin_wait_us: 5 };
         let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(json, r#"{"threads":2,"queue_capacity":16}"#);
+        assert_eq!(json, r#"{"threads":2,"queue_capacity":16,"spin_wait_us":5}"#);
         assert_eq!(serde_json::from_str::<CpuPoolConfig>(&json).unwrap(), config);
     }
 }

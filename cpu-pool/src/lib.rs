@@ -27,7 +27,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), switchyard_cpu_pool::Error> {
-//! let pool = CpuPool::new(&CpuPoolConfig { threads: 2, queue_capacity: 8 })?;
+//! let pool = CpuPool::new(&CpuPoolConfig { threads: 2, queue_capacity: 8, ..CpuPoolConfig::default() })?;
 //! let sum = pool.submit(|| (1..=1_000u64).sum::<u64>()).await?;
 //! assert_eq!(sum, 500_500);
 //!
@@ -48,8 +48,8 @@ mod stats;
 mod telemetry;
 
 pub use config::{
-    CpuPoolConfig, DEFAULT_CPU_THREADS, DEFAULT_QUEUE_CAPACITY, MAX_CPU_THREADS, MAX_QUEUE_CAPACITY,
-    QUEUE_SLOTS_PER_THREAD,
+    CpuPoolConfig, DEFAULT_CPU_THREADS, DEFAULT_QUEUE_CAPACITY, DEFAULT_SPIN_WAIT_US, MAX_CPU_THREADS,
+    MAX_QUEUE_CAPACITY, MAX_SPIN_WAIT_US, QUEUE_SLOTS_PER_THREAD,
 };
 pub use error::{Error, TrySubmitError};
 pub use job::{Job, JobTimes, TimedJob};

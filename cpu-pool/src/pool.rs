@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, TryAcquireError};
 
-use crate::job::{self, Admission, Reply, Waiting};
+use crate::job::{self, Admission, Sent, Waiting};
 use crate::slot::{Shared, Slot};
 use crate::telemetry::Outcome;
 use crate::{CpuPoolConfig, Error, Job, PoolStats, ShutdownReport, TimedJob, TrySubmitError};
@@ -59,7 +59,7 @@ impl CpuPool {
             .panic_handler(drop)
             .build()
             .map_err(Error::start)?;
-        let shared = Arc::new(Shared::new(threads, capacity));
+        let shared = Arc::new(Shared::new(threads, capacity, config.resolved_spin_wait()));
         Ok(CpuPool { inner: Arc::new(Inner { rayon, shared }) })
     }
 
@@ -140,19 +140,14 @@ impl CpuPool {
         }
     }
 
-    pub(crate) fn spawn<F, T>(
-        &self,
-        slot: Slot,
-        f: F,
-        admission_wait: Duration,
-    ) -> oneshot::Receiver<Reply<T>>
+    pub(crate) fn spawn<F, T>(&self, slot: Slot, f: F, admission_wait: Duration) -> Sent<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         self.inner.rayon.spawn(move || job::run(slot, f, admission_wait, tx));
-        rx
+        Sent::new(rx, self.shared_arc())
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -205,7 +200,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn pool(threads: usize, queue_capacity: usize) -> CpuPool {
-        CpuPool::new(&CpuPoolConfig { threads, queue_capacity }).unwrap()
+        CpuPool::new(&CpuPoolConfig { threads, queue_capacity, ..CpuPoolConfig::default() }).unwrap()
     }
 
     /// Yields (with a real sleep, since the work is on other threads) until

@@ -10,6 +10,7 @@
 //! Shutdown closes the semaphore: waiting producers wake with an error, and
 //! the last slot returned wakes whoever waits for the pool to drain.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,11 +29,18 @@ pub(crate) struct Shared {
     pub(crate) telemetry: Telemetry,
     /// Signalled when the pool is closed and the last slot comes back.
     pub(crate) drained: Notify,
+    /// Longest a producer spins for a short job's result; zero never spins.
+    spin_wait: Duration,
+    /// A moving average of recent run times, in nanoseconds: how long a
+    /// producer deciding whether to spin can expect its job to run.
+    recent_run_nanos: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(threads: usize, capacity: usize) -> Self {
+    pub(crate) fn new(threads: usize, capacity: usize, spin_wait: Duration) -> Self {
         Shared {
+            spin_wait,
+            recent_run_nanos: AtomicU64::new(0),
             semaphore: Arc::new(Semaphore::new(capacity)),
             threads,
             capacity,
@@ -45,6 +53,27 @@ impl Shared {
     /// Slots taken right now: jobs queued or running.
     pub(crate) fn held(&self) -> usize {
         self.capacity.saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// Folds one run time into the average, weighting it 1/8: one long job
+    /// is enough to stop producers spinning for the next few, and a run of
+    /// short ones turns spinning back on. Racing updates may lose one sample,
+    /// which an estimate can afford.
+    pub(crate) fn record_run(&self, run: Duration) {
+        let run = u64::try_from(run.as_nanos()).unwrap_or(u64::MAX);
+        let old = self.recent_run_nanos.load(Relaxed);
+        let new = if run >= old { old + (run - old) / 8 } else { old - (old - run) / 8 };
+        self.recent_run_nanos.store(new, Relaxed);
+    }
+
+    /// How long the producer of a job just handed to the pool should spin for
+    /// its result before parking: only when the job will start at once (no
+    /// more jobs hold slots than there are threads) and recent jobs finished
+    /// within the spin. Otherwise parking is cheaper than spinning.
+    pub(crate) fn spin_budget(&self) -> Option<Duration> {
+        let expected = Duration::from_nanos(self.recent_run_nanos.load(Relaxed));
+        let starts_at_once = self.held() <= self.threads;
+        (!self.spin_wait.is_zero() && expected <= self.spin_wait && starts_at_once).then_some(self.spin_wait)
     }
 
     pub(crate) fn settle(&self, outcome: Outcome) {
@@ -116,7 +145,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_given_back_on_drop() {
-        let shared = Arc::new(Shared::new(1, 2));
+        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO));
         let mut a = shared.try_slot().unwrap();
         let b = shared.try_slot().unwrap();
         assert_eq!(shared.held(), 2);
@@ -134,8 +163,32 @@ mod tests {
     }
 
     #[test]
+    fn producers_spin_only_for_short_jobs_that_start_at_once() {
+        let shared = Arc::new(Shared::new(1, 4, Duration::from_micros(20)));
+        assert_eq!(shared.spin_budget(), Some(Duration::from_micros(20)));
+
+        // One job holds the only thread: a second would queue behind it.
+        let first = shared.try_slot().unwrap();
+        assert!(shared.spin_budget().is_some());
+        let second = shared.try_slot().unwrap();
+        assert_eq!(shared.spin_budget(), None);
+        drop((first, second));
+
+        // A long job pushes the estimate past the spin; short ones bring it back.
+        shared.record_run(Duration::from_millis(1));
+        assert_eq!(shared.spin_budget(), None);
+        for _ in 0..40 {
+            shared.record_run(Duration::from_micros(1));
+        }
+        assert!(shared.spin_budget().is_some());
+
+        let never = Shared::new(1, 4, Duration::ZERO);
+        assert_eq!(never.spin_budget(), None);
+    }
+
+    #[test]
     fn a_closed_pool_hands_out_no_slot() {
-        let shared = Arc::new(Shared::new(1, 2));
+        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO));
         let slot = shared.try_slot().unwrap();
         shared.semaphore.close();
         assert!(matches!(shared.try_slot(), Err(TryAcquireError::Closed)));

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use crate::telemetry::Outcome;
+use crate::telemetry::{Outcome, SpinOutcome};
 
 /// A snapshot of the pool's occupancy and its settled jobs so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +31,12 @@ pub struct PoolStats {
     pub rejected: u64,
     /// Producers waiting for a slot (the backpressure being applied now).
     pub waiting_producers: usize,
+    /// Producers that spun for a short job's result and got it without
+    /// parking (see `CpuPoolConfig::spin_wait_us`).
+    pub spins_to_result: u64,
+    /// Producers that spun for a job's result, did not get it within the
+    /// spin and parked.
+    pub spins_then_parked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -38,11 +44,16 @@ pub(crate) struct Counters {
     pub(crate) running: AtomicUsize,
     pub(crate) waiting: AtomicUsize,
     settled: [AtomicU64; 4],
+    spins: [AtomicU64; 2],
 }
 
 impl Counters {
     pub(crate) fn settled(&self, outcome: Outcome) {
         self.settled[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn spun(&self, outcome: SpinOutcome) {
+        self.spins[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// Fills in a snapshot given how many slots are held right now.
@@ -61,6 +72,8 @@ impl Counters {
             cancelled: settled(Outcome::Cancelled),
             rejected: settled(Outcome::Rejected),
             waiting_producers: self.waiting.load(Relaxed),
+            spins_to_result: self.spins[SpinOutcome::Result as usize].load(Relaxed),
+            spins_then_parked: self.spins[SpinOutcome::Parked as usize].load(Relaxed),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use switchyard_protocol::catalogue::{
     CPU_ADMISSION_WAIT, CPU_BUSY_THREADS, CPU_JOBS, CPU_JOB_DURATION, CPU_QUEUE_CAPACITY, CPU_QUEUE_DEPTH,
-    CPU_QUEUE_WAIT, CPU_THREADS,
+    CPU_QUEUE_WAIT, CPU_SPIN_WAITS, CPU_THREADS,
 };
 
 /// How a job was settled: the closed set of `outcome` label values of
@@ -40,6 +40,25 @@ impl Outcome {
     }
 }
 
+/// How a producer's spin for a job's result ended: the closed set of
+/// `outcome` label values of `CPU_SPIN_WAITS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpinOutcome {
+    Result,
+    Parked,
+}
+
+impl SpinOutcome {
+    const ALL: [SpinOutcome; 2] = [SpinOutcome::Result, SpinOutcome::Parked];
+
+    const fn as_label(self) -> &'static str {
+        match self {
+            SpinOutcome::Result => "result",
+            SpinOutcome::Parked => "parked",
+        }
+    }
+}
+
 /// The pool's metric handles.
 pub(crate) struct Telemetry {
     threads: Gauge,
@@ -50,6 +69,7 @@ pub(crate) struct Telemetry {
     queue_wait: Histogram,
     duration: Histogram,
     jobs: [Counter; 4],
+    spin_waits: [Counter; 2],
     // What this pool added to the shared gauges, taken back when it goes.
     sizes: (usize, usize),
 }
@@ -66,6 +86,7 @@ impl Telemetry {
             queue_wait: histogram!(CPU_QUEUE_WAIT.name),
             duration: histogram!(CPU_JOB_DURATION.name),
             jobs: Outcome::ALL.map(|o| counter!(CPU_JOBS.name, outcome => o.as_label())),
+            spin_waits: SpinOutcome::ALL.map(|o| counter!(CPU_SPIN_WAITS.name, outcome => o.as_label())),
             sizes: (threads, capacity),
         };
         telemetry.threads.increment(threads as f64);
@@ -96,6 +117,10 @@ impl Telemetry {
 
     pub(crate) fn settled(&self, outcome: Outcome) {
         self.jobs[outcome as usize].increment(1);
+    }
+
+    pub(crate) fn spun(&self, outcome: SpinOutcome) {
+        self.spin_waits[outcome as usize].increment(1);
     }
 }
 
@@ -146,7 +171,7 @@ mod tests {
         let recorder = Registrations::default();
         metrics::with_local_recorder(&recorder, || drop(Telemetry::new(2, 8)));
         let registered = recorder.0.into_inner().unwrap();
-        assert_eq!(registered.len(), 11);
+        assert_eq!(registered.len(), 13);
         for (kind, key) in &registered {
             let def = catalogue::find(key.name()).unwrap_or_else(|| panic!("{} not catalogued", key.name()));
             assert_eq!(def.kind, *kind, "{}", def.name);
@@ -159,6 +184,12 @@ mod tests {
             .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
             .collect();
         assert_eq!(outcomes, ["completed", "panicked", "cancelled", "rejected"]);
+        let spins: Vec<_> = registered
+            .iter()
+            .filter(|(_, key)| key.name() == CPU_SPIN_WAITS.name)
+            .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(spins, ["result", "parked"]);
     }
 
     #[test]
@@ -175,6 +206,7 @@ mod tests {
             CPU_QUEUE_WAIT,
             CPU_JOB_DURATION,
             CPU_JOBS,
+            CPU_SPIN_WAITS,
         ];
         for def in cpu {
             assert!(registered.iter().any(|(_, key)| key.name() == def.name), "{} never emitted", def.name);

@@ -50,6 +50,12 @@ impl EngineBuilder {
         self.config.cpu.queue_capacity = capacity;
         self
     }
+    /// Microseconds a task may spin for a short CPU job's result before its
+    /// reactor thread parks (0: never spin; see `CpuPoolConfig::spin_wait_us`).
+    pub fn cpu_spin_wait_us(mut self, micros: u64) -> Self {
+        self.config.cpu.spin_wait_us = micros;
+        self
+    }
     /// Most tasks admitted at once.
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.config.max_in_flight = max;

@@ -115,6 +115,14 @@ pub const CPU_JOBS: MetricDef = counter(
     &["outcome"],
 );
 
+/// Producers that spun for a short job's result, by how the spin ended.
+pub const CPU_SPIN_WAITS: MetricDef = counter(
+    "switchyard_cpu_spin_waits_total",
+    "Producers that spun for a short CPU job's result instead of parking, by outcome \
+     (result: it arrived during the spin; parked: it did not, and the producer parked).",
+    &["outcome"],
+);
+
 // ---- Reactor --------------------------------------------------------------
 
 /// Worker threads of the reactor runtime.
@@ -281,6 +289,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     CPU_QUEUE_WAIT,
     CPU_JOB_DURATION,
     CPU_JOBS,
+    CPU_SPIN_WAITS,
     REACTOR_THREADS,
     REACTOR_LAG,
     REACTOR_STALLS,
