@@ -29,6 +29,9 @@ pub const DEFAULT_MYSQL_POOL_MAX: usize = 10;
 pub const DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS: u64 = 2_000;
 /// Default deadline of one scoped MySQL operation.
 pub const DEFAULT_MYSQL_OPERATION_TIMEOUT_MS: u64 = 10_000;
+/// Default [`MysqlConfig::idle_timeout_ms`]: a minute, so a steady load keeps
+/// its connections and a burst's extra ones close soon after.
+pub const DEFAULT_MYSQL_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Default Redis connect timeout.
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Default Redis response timeout: long enough for blocking reads of a few
@@ -131,6 +134,11 @@ pub struct MysqlConfig {
     /// Deadline of one scoped operation, from acquire to release.
     #[serde(default = "default_mysql_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
+    /// How long a returned connection may sit idle before the pool closes it
+    /// (checked at most every 30 s). Until then it is reused: opening one
+    /// costs a TCP and authentication handshake on both sides.
+    #[serde(default = "default_mysql_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_mysql_pool_max() -> usize {
@@ -142,6 +150,9 @@ fn default_mysql_acquire_timeout_ms() -> u64 {
 fn default_mysql_operation_timeout_ms() -> u64 {
     DEFAULT_MYSQL_OPERATION_TIMEOUT_MS
 }
+fn default_mysql_idle_timeout_ms() -> u64 {
+    DEFAULT_MYSQL_IDLE_TIMEOUT_MS
+}
 
 impl MysqlConfig {
     /// A config for `url` with every other field at its default.
@@ -151,6 +162,7 @@ impl MysqlConfig {
             pool_max: DEFAULT_MYSQL_POOL_MAX,
             acquire_timeout_ms: DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS,
             operation_timeout_ms: DEFAULT_MYSQL_OPERATION_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_MYSQL_IDLE_TIMEOUT_MS,
         }
     }
 
@@ -168,6 +180,10 @@ impl MysqlConfig {
         if self.operation_timeout_ms == 0 {
             return Err(Error::config("mysql.operation_timeout_ms"));
         }
+        // Below a second the driver's idle check would run constantly.
+        if self.idle_timeout_ms < 1_000 {
+            return Err(Error::config("mysql.idle_timeout_ms"));
+        }
         Ok(())
     }
 }
@@ -179,6 +195,7 @@ impl std::fmt::Debug for MysqlConfig {
             .field("pool_max", &self.pool_max)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("operation_timeout_ms", &self.operation_timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
             .finish()
     }
 }
@@ -307,6 +324,9 @@ mod tests {
         assert_eq!(err.config_field(), Some("reactor.threads"));
         let err = MysqlConfig::new("postgres://x").validate().unwrap_err();
         assert_eq!(err.config_field(), Some("mysql.url"));
+        let err =
+            MysqlConfig { idle_timeout_ms: 999, ..MysqlConfig::new("mysql://h/d") }.validate().unwrap_err();
+        assert_eq!(err.config_field(), Some("mysql.idle_timeout_ms"));
         let err = HttpConfig { max_body_bytes: 0, ..HttpConfig::default() }.validate().unwrap_err();
         assert_eq!(err.config_field(), Some("http.max_body_bytes"));
     }

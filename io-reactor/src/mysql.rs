@@ -23,6 +23,15 @@
 //! operation has its own deadline, `operation_timeout_ms`; a connection whose
 //! operation was cut short is discarded by the driver, not reused.
 //!
+//! # Reuse
+//!
+//! A returned connection stays open for the next caller until it has been
+//! idle for `idle_timeout_ms`. By default the driver resets its session state
+//! (`COM_RESET_CONNECTION`) on return, so one task's session variables or
+//! temporary tables never leak into another's; a service that sets no session
+//! state can turn that off with `?reset_connection=false` in the URL and save
+//! a round trip and a statement re-prepare per call.
+//!
 //! # Shutdown
 //!
 //! [`MysqlPool::disconnect`] closes idle connections and resolves once every
@@ -139,7 +148,20 @@ impl MysqlPool {
         let opts = Opts::from_url(&url).map_err(|_| Error::config("mysql.url"))?;
         let constraints =
             PoolConstraints::new(0, config.pool_max).ok_or_else(|| Error::config("mysql.pool_max"))?;
-        let opts = OptsBuilder::from_opts(opts).pool_opts(PoolOpts::new().with_constraints(constraints));
+        let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
+        // Starting from the URL's pool options keeps the driver's own URL
+        // parameters (`reset_connection=false`, ...) working. A non-zero idle
+        // TTL matters: with the driver's default of zero, the pool keeps no
+        // more idle connections than its minimum (0 here), so every returned
+        // connection would be closed and the next caller would pay a new
+        // TCP and authentication handshake.
+        let pool_opts: PoolOpts = opts
+            .pool_opts()
+            .clone()
+            .with_constraints(constraints)
+            .with_inactive_connection_ttl(idle_timeout)
+            .with_ttl_check_interval(idle_timeout.clamp(Duration::from_secs(1), Duration::from_secs(30)));
+        let opts = OptsBuilder::from_opts(opts).pool_opts(pool_opts);
         let shared = Arc::new(Shared {
             in_use: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
@@ -373,6 +395,50 @@ mod tests {
             pool.disconnect().await.unwrap();
         };
         timeout(Duration::from_secs(30), test).await.expect("scoped calls hung");
+    }
+
+    #[tokio::test]
+    async fn returned_connections_are_reused_with_their_session_reset() {
+        let url = mysql_url();
+        if !reachable("mysql", &url).await {
+            return;
+        }
+        let test = async {
+            let connection_id = |pool: MysqlPool| async move {
+                pool.with_conn(|conn| Box::pin(conn.query_first::<u64, _>("SELECT CONNECTION_ID()")))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            };
+            let set_and_read = |pool: MysqlPool| async move {
+                pool.with_conn(|conn| Box::pin(conn.query_drop("SET @switchyard_left_over = 7")))
+                    .await
+                    .unwrap();
+                pool.with_conn(|conn| {
+                    Box::pin(conn.query_first::<Option<u32>, _>("SELECT @switchyard_left_over"))
+                })
+                .await
+                .unwrap()
+                .flatten()
+            };
+
+            let pool = MysqlPool::new(&config(url.clone(), 1, 2_000)).unwrap();
+            let first = connection_id(pool.clone()).await;
+            for _ in 0..5 {
+                assert_eq!(connection_id(pool.clone()).await, first, "a returned connection was closed");
+            }
+            // By default the session is reset on return: nothing leaks to the next caller.
+            assert_eq!(set_and_read(pool.clone()).await, None);
+            pool.disconnect().await.unwrap();
+
+            // The driver's URL parameters still apply.
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let keep =
+                MysqlPool::new(&config(format!("{url}{sep}reset_connection=false"), 1, 2_000)).unwrap();
+            assert_eq!(set_and_read(keep.clone()).await, Some(7));
+            keep.disconnect().await.unwrap();
+        };
+        timeout(Duration::from_secs(10), test).await.expect("reuse test hung");
     }
 
     #[tokio::test]
