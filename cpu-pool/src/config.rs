@@ -44,10 +44,10 @@ pub struct CpuPoolConfig {
     /// for a slot when all are taken.
     pub queue_capacity: usize,
     /// Microseconds a producer may spin waiting for a job's result before it
-    /// parks; 0 never spins. Only jobs expected to finish within this time
-    /// spin (the pool's recent run times say so and a thread is free), and
-    /// only on a machine with more than one core: for such jobs waking a
-    /// parked reactor costs more than the job itself.
+    /// parks; 0 never spins. A producer spins only when its job starts at
+    /// once and the pool's recent jobs came back within this time (from
+    /// hand-off to result), and only on a machine with more than one core:
+    /// for such jobs waking a parked reactor costs more than the job itself.
     pub spin_wait_us: u64,
 }
 

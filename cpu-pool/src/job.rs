@@ -9,12 +9,14 @@
 //!
 //! # Waiting for the result
 //!
-//! A producer whose job will start at once and is expected to be short
-//! (see `Shared::spin_budget`) first spins for the result, up to
-//! `cpu.spin_wait_us`, and only then parks: for a job of a few microseconds,
-//! parking the reactor and waking it again costs more than the job. Jobs
-//! that are not short never spin, so a pool of long jobs costs the reactor
-//! nothing extra, and an idle pool nothing at all.
+//! At its first poll, a producer whose job starts at once and whose pool's
+//! recent jobs came back quickly (see `Shared::spin_budget`) spins for the
+//! result, up to `cpu.spin_wait_us`, and only then parks: for a job of a few
+//! microseconds, parking the reactor and waking it again costs more than the
+//! job. Once jobs take longer than twice the spin, producers stop spinning
+//! until a run of short jobs brings the estimate back down, so a pool of
+//! long jobs costs the reactor at most its first job's spin, and an idle pool
+//! nothing at all.
 //!
 //! # Cancellation
 //!
@@ -79,31 +81,46 @@ impl<T> Drop for Waiting<T> {
 /// A job handed to the pool, whose result has not come back yet.
 pub(crate) struct Sent<T> {
     reply: oneshot::Receiver<Reply<T>>,
-    /// How long to spin for the result at the first poll, if at all.
-    spin: Option<Duration>,
+    /// Whether the first poll, which decides on spinning, is still to come.
+    first_poll: bool,
     shared: std::sync::Arc<Shared>,
 }
 
 impl<T> Sent<T> {
     pub(crate) fn new(reply: oneshot::Receiver<Reply<T>>, shared: std::sync::Arc<Shared>) -> Self {
-        Sent { reply, spin: shared.spin_budget(), shared }
+        Sent { reply, first_poll: true, shared }
     }
 
-    /// Spins for the result at most `budget`, without registering a waker:
-    /// `None` means it did not come and the caller should park.
-    fn spin_for(&mut self, budget: Duration) -> Option<Reply<T>> {
+    /// At the first poll only: spins for the result at most the pool's spin
+    /// budget, if it grants one, without registering a waker. `None` means
+    /// the caller should poll (and park) as usual.
+    fn spin_once(&mut self) -> Option<Reply<T>> {
+        if !std::mem::take(&mut self.first_poll) {
+            return None;
+        }
+        // Decided now rather than at submission: the job still holds its
+        // slot, and the pool's state is as fresh as it gets.
+        let budget = self.shared.spin_budget()?;
         let until = Instant::now() + budget;
+        let mut spun = false;
         let reply = loop {
             match self.reply.try_recv() {
                 Ok(reply) => break Some(reply),
-                Err(TryRecvError::Closed) => break Some(Err(Error::cancelled())),
+                // Only the pool losing the job closes the channel unsent.
+                Err(TryRecvError::Closed) => return Some(Err(Error::cancelled())),
                 Err(TryRecvError::Empty) if Instant::now() >= until => break None,
-                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(TryRecvError::Empty) => {
+                    spun = true;
+                    std::hint::spin_loop();
+                }
             }
         };
-        let outcome = if reply.is_some() { SpinOutcome::Result } else { SpinOutcome::Parked };
-        self.shared.counters.spun(outcome);
-        self.shared.telemetry.spun(outcome);
+        // A result already there at the first look cost no spin: not counted.
+        if spun {
+            let outcome = if reply.is_some() { SpinOutcome::Result } else { SpinOutcome::Parked };
+            self.shared.counters.spun(outcome);
+            self.shared.telemetry.spun(outcome);
+        }
         reply
     }
 }
@@ -138,7 +155,7 @@ impl<T: Send + 'static> Admission<T> {
                     *self = Admission::Sent(waiting.pool.spawn(slot, f, waited));
                 }
                 Admission::Sent(sent) => {
-                    if let Some(reply) = sent.spin.take().and_then(|budget| sent.spin_for(budget)) {
+                    if let Some(reply) = sent.spin_once() {
                         *self = Admission::Done;
                         return Poll::Ready(reply);
                     }
@@ -233,7 +250,7 @@ where
     shared.telemetry.started();
     let result = catch_unwind(AssertUnwindSafe(f));
     let run = started.elapsed();
-    shared.record_run(run);
+    shared.record_turnaround(queue_wait + run);
     shared.counters.running.fetch_sub(1, Relaxed);
     shared.telemetry.ran(run);
     let outcome = match result {

@@ -15,9 +15,10 @@
 //!   aborts the process, and leaves the pool serving.
 //! - Dropping a [`Job`] before it starts cancels it; it never runs.
 //! - [`CpuPool::shutdown`] stops admission and drains, bounded by a deadline.
-//! - A producer of a short job that will start at once spins for its result
-//!   for up to `spin_wait_us` (20 µs by default) before it parks, since waking
-//!   a parked reactor costs more than such a job; long jobs never spin.
+//! - A producer whose job starts at once, in a pool whose recent jobs came
+//!   back quickly, spins for its result for up to `spin_wait_us` (20 µs by
+//!   default) before it parks, since waking a parked reactor costs more than
+//!   such a job. A pool of long jobs stops spinning after its first job.
 //!
 //! The pool emits the `switchyard_cpu_*` metrics of the catalogue in
 //! `switchyard-protocol` through the `metrics` facade; it never installs a

@@ -20,6 +20,9 @@ use crate::stats::Counters;
 use crate::telemetry::{Outcome, Telemetry};
 use crate::PoolStats;
 
+/// The turnaround estimate before any job has finished.
+const NO_SAMPLE: u64 = u64::MAX;
+
 /// What the pool's handles and its running jobs share.
 pub(crate) struct Shared {
     pub(crate) semaphore: Arc<Semaphore>,
@@ -31,16 +34,17 @@ pub(crate) struct Shared {
     pub(crate) drained: Notify,
     /// Longest a producer spins for a short job's result; zero never spins.
     spin_wait: Duration,
-    /// A moving average of recent run times, in nanoseconds: how long a
-    /// producer deciding whether to spin can expect its job to run.
-    recent_run_nanos: AtomicU64,
+    /// A moving estimate of how long recent jobs took from hand-off to
+    /// result, in nanoseconds ([`NO_SAMPLE`] before the first): what a
+    /// producer deciding whether to spin can expect.
+    recent_turnaround_nanos: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn new(threads: usize, capacity: usize, spin_wait: Duration) -> Self {
         Shared {
             spin_wait,
-            recent_run_nanos: AtomicU64::new(0),
+            recent_turnaround_nanos: AtomicU64::new(NO_SAMPLE),
             semaphore: Arc::new(Semaphore::new(capacity)),
             threads,
             capacity,
@@ -55,25 +59,33 @@ impl Shared {
         self.capacity.saturating_sub(self.semaphore.available_permits())
     }
 
-    /// Folds one run time into the average, weighting it 1/8: one long job
-    /// is enough to stop producers spinning for the next few, and a run of
-    /// short ones turns spinning back on. Racing updates may lose one sample,
-    /// which an estimate can afford.
-    pub(crate) fn record_run(&self, run: Duration) {
-        let run = u64::try_from(run.as_nanos()).unwrap_or(u64::MAX);
-        let old = self.recent_run_nanos.load(Relaxed);
-        let new = if run >= old { old + (run - old) / 8 } else { old - (old - run) / 8 };
-        self.recent_run_nanos.store(new, Relaxed);
+    /// Folds one job's time from hand-off to result (waiting for a thread
+    /// plus running) into the estimate. The first sample is taken as it is;
+    /// later ones pull the estimate up by half the difference and down by an
+    /// eighth, so one job longer than twice the spin stops producers spinning
+    /// for the next several, and only a run of short ones turns it back on.
+    /// Waiting counts because a producer's spin must cover a sleeping thread's
+    /// wake-up too: a pool whose threads keep falling asleep stops spinning.
+    pub(crate) fn record_turnaround(&self, turnaround: Duration) {
+        let sample = u64::try_from(turnaround.as_nanos()).unwrap_or(NO_SAMPLE - 1);
+        let _ = self.recent_turnaround_nanos.fetch_update(Relaxed, Relaxed, |old| {
+            Some(match old {
+                NO_SAMPLE => sample,
+                old if sample >= old => old + (sample - old) / 2,
+                old => old - (old - sample) / 8,
+            })
+        });
     }
 
-    /// How long the producer of a job just handed to the pool should spin for
-    /// its result before parking: only when the job will start at once (no
-    /// more jobs hold slots than there are threads) and recent jobs finished
-    /// within the spin. Otherwise parking is cheaper than spinning.
+    /// How long the producer of a job in the pool should spin for its result
+    /// before parking: only when the job starts at once (no more jobs hold
+    /// slots than there are threads) and recent jobs came back within the
+    /// spin. Otherwise parking is cheaper than spinning.
     pub(crate) fn spin_budget(&self) -> Option<Duration> {
-        let expected = Duration::from_nanos(self.recent_run_nanos.load(Relaxed));
+        let expected = self.recent_turnaround_nanos.load(Relaxed);
+        let short = expected == NO_SAMPLE || Duration::from_nanos(expected) <= self.spin_wait;
         let starts_at_once = self.held() <= self.threads;
-        (!self.spin_wait.is_zero() && expected <= self.spin_wait && starts_at_once).then_some(self.spin_wait)
+        (!self.spin_wait.is_zero() && short && starts_at_once).then_some(self.spin_wait)
     }
 
     pub(crate) fn settle(&self, outcome: Outcome) {
@@ -174,13 +186,25 @@ mod tests {
         assert_eq!(shared.spin_budget(), None);
         drop((first, second));
 
-        // A long job pushes the estimate past the spin; short ones bring it back.
-        shared.record_run(Duration::from_millis(1));
+        // One job over twice the spin stops the spinning; only a run of
+        // short ones brings it back.
+        shared.record_turnaround(Duration::from_micros(1));
+        assert!(shared.spin_budget().is_some());
+        shared.record_turnaround(Duration::from_micros(100));
         assert_eq!(shared.spin_budget(), None);
-        for _ in 0..40 {
-            shared.record_run(Duration::from_micros(1));
+        for _ in 0..3 {
+            shared.record_turnaround(Duration::from_micros(1));
+        }
+        assert_eq!(shared.spin_budget(), None);
+        for _ in 0..20 {
+            shared.record_turnaround(Duration::from_micros(1));
         }
         assert!(shared.spin_budget().is_some());
+
+        // The first sample is the estimate: a pool of long jobs never spins.
+        let long = Shared::new(1, 4, Duration::from_micros(20));
+        long.record_turnaround(Duration::from_millis(2));
+        assert_eq!(long.spin_budget(), None);
 
         let never = Shared::new(1, 4, Duration::ZERO);
         assert_eq!(never.spin_budget(), None);

@@ -134,8 +134,9 @@ pub struct MysqlConfig {
     /// Deadline of one scoped operation, from acquire to release.
     #[serde(default = "default_mysql_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
-    /// How long a returned connection may sit idle before the pool closes it
-    /// (checked at most every 30 s). Until then it is reused: opening one
+    /// How long a returned connection may sit idle before the pool closes it.
+    /// The pool checks every `min(idle_timeout_ms, 30 s)`, so a connection
+    /// closes up to that much later. Until then it is reused: opening one
     /// costs a TCP and authentication handshake on both sides.
     #[serde(default = "default_mysql_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
@@ -180,7 +181,8 @@ impl MysqlConfig {
         if self.operation_timeout_ms == 0 {
             return Err(Error::config("mysql.operation_timeout_ms"));
         }
-        // Below a second the driver's idle check would run constantly.
+        // The driver checks for idle connections at most once a second (it
+        // would silently take 30 s instead of anything shorter).
         if self.idle_timeout_ms < 1_000 {
             return Err(Error::config("mysql.idle_timeout_ms"));
         }

@@ -20,8 +20,9 @@
 //! [`Error::is_overloaded`] holds: `mysql_async` itself would wait forever.
 //! The same deadline bounds opening a new connection, so an unreachable
 //! (blackholed) server also surfaces as an acquire timeout. Each scoped
-//! operation has its own deadline, `operation_timeout_ms`; a connection whose
-//! operation was cut short is discarded by the driver, not reused.
+//! operation has its own deadline, `operation_timeout_ms`. A connection whose
+//! operation was cut short is never handed out mid-reply: the driver either
+//! drops it or reads the rest of the reply off it before reusing it.
 //!
 //! # Reuse
 //!
@@ -149,9 +150,11 @@ impl MysqlPool {
         let constraints =
             PoolConstraints::new(0, config.pool_max).ok_or_else(|| Error::config("mysql.pool_max"))?;
         let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
-        // Starting from the URL's pool options keeps the driver's own URL
-        // parameters (`reset_connection=false`, ...) working. A non-zero idle
-        // TTL matters: with the driver's default of zero, the pool keeps no
+        // Starting from the URL's pool options keeps the driver's other URL
+        // parameters (`reset_connection=false`, `abs_conn_ttl`) working; the
+        // pool's bounds and idle TTL are this config's and override the URL's
+        // `pool_min`, `pool_max`, `inactive_connection_ttl` and
+        // `ttl_check_interval`. A non-zero idle TTL matters: with the driver's default of zero, the pool keeps no
         // more idle connections than its minimum (0 here), so every returned
         // connection would be closed and the next caller would pay a new
         // TCP and authentication handshake.
@@ -243,9 +246,13 @@ impl MysqlPool {
     }
 
     /// Closes every connection. Resolves once connections still checked out
-    /// (by clones of this pool) have been returned.
+    /// (by clones of this pool) have been returned, or fails with a timeout
+    /// after `operation_timeout_ms`, the longest a scoped call may hold one.
     pub async fn disconnect(self) -> Result<()> {
-        self.pool.disconnect().await.map_err(mysql_error)
+        match tokio::time::timeout(self.operation_timeout, self.pool.disconnect()).await {
+            Ok(done) => done.map_err(mysql_error),
+            Err(_) => Err(Error::timeout(TimeoutPhase::Operation)),
+        }
     }
 }
 

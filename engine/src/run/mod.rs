@@ -232,7 +232,18 @@ impl Running {
     /// admitted task has settled.
     pub async fn finished(&self) -> RunReport {
         self.shared.wait_done().await;
+        self.close_stores().await;
         self.report(Vec::new(), true)
+    }
+
+    /// The run's MySQL pool ends with the run: its idle connections are
+    /// closed now rather than dropped with the runtime (the server would log
+    /// aborted connections). Bounded, so a connection an abandoned task still
+    /// holds cannot hold up the report.
+    async fn close_stores(&self) {
+        if let Some(mysql) = self.mysql.clone() {
+            let _ = tokio::time::timeout(ABANDON_GRACE, mysql.disconnect()).await;
+        }
     }
 
     /// Stops intake, waits up to `deadline` for in-flight tasks, then
@@ -257,6 +268,7 @@ impl Running {
             // a CPU step notices at its next await, so this wait is bounded too.
             let _ = tokio::time::timeout(ABANDON_GRACE, self.shared.wait_done()).await;
         }
+        self.close_stores().await;
         self.report(unfinished, in_time)
     }
 

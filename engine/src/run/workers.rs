@@ -84,5 +84,10 @@ fn worker_main<T: Send + 'static>(
                 move |times, attempt| TaskContext::new(CpuPlacement::Inline, io, None, times, attempt);
             run_task(id, delivery, permit, make_cx, task, shared).await;
         }
+        // Close the worker's idle connection politely rather than by
+        // dropping its runtime; the server would log an aborted connection.
+        if let Some(mysql) = io.mysql.clone() {
+            let _ = mysql.disconnect().await;
+        }
     });
 }
