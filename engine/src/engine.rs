@@ -179,9 +179,13 @@ impl Engine {
         let task: TaskFn<S::Item> = Arc::new(move |cx, item| Box::pin(task(cx, item)));
         let config = &self.inner.config;
         let handle = self.handle().clone();
-        let mut mysql = None;
+        let (mut mysql, mut workers) = (None, None);
         let dispatch = match config.model {
-            ExecutionModel::Threads => Dispatch::Workers(spawn_workers(config).await?),
+            ExecutionModel::Threads => {
+                let (queue, gone) = spawn_workers(config).await?;
+                workers = Some(gone);
+                Dispatch::Workers(queue)
+            }
             model => {
                 let cfg = config.clone();
                 let io = handle
@@ -203,7 +207,7 @@ impl Engine {
         };
         let shared = RunShared::new();
         spawn_admission(&handle, source, task, dispatch, config.effective_max_in_flight(), shared.clone());
-        Ok(Running::new(shared, mysql))
+        Ok(Running::new(shared, mysql, workers))
     }
 
     /// Stops the CPU pool (letting queued jobs finish within `deadline`) and

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use admission::{spawn_admission, Dispatch};
 pub use task::TaskError;
 pub(crate) use task::{run_task, TaskFn};
-pub(crate) use workers::spawn_workers;
+pub(crate) use workers::{spawn_workers, WorkersGone};
 
 /// Most recent failures kept for status reports.
 const RECENT_FAILURES: usize = 32;
@@ -194,11 +194,16 @@ fn outcome_index(outcome: TaskOutcome) -> usize {
 pub struct Running {
     shared: Arc<RunShared>,
     mysql: Option<MysqlPool>,
+    workers: Option<WorkersGone>,
 }
 
 impl Running {
-    pub(crate) fn new(shared: Arc<RunShared>, mysql: Option<MysqlPool>) -> Self {
-        Running { shared, mysql }
+    pub(crate) fn new(
+        shared: Arc<RunShared>,
+        mysql: Option<MysqlPool>,
+        workers: Option<WorkersGone>,
+    ) -> Self {
+        Running { shared, mysql, workers }
     }
 
     /// How long the longest-running admitted task has been in flight.
@@ -236,14 +241,21 @@ impl Running {
         self.report(Vec::new(), true)
     }
 
-    /// The run's MySQL pool ends with the run: its idle connections are
-    /// closed now rather than dropped with the runtime (the server would log
-    /// aborted connections). Bounded, so a connection an abandoned task still
-    /// holds cannot hold up the report.
+    /// The run's MySQL connections end with the run: closed now rather than
+    /// dropped with a runtime (the server would log aborted connections).
+    /// Under `threads` each worker closes its own as it finishes, which it
+    /// does once intake has stopped. Bounded, so a connection an abandoned
+    /// task still holds cannot hold up the report.
     async fn close_stores(&self) {
-        if let Some(mysql) = self.mysql.clone() {
-            let _ = tokio::time::timeout(ABANDON_GRACE, mysql.disconnect()).await;
-        }
+        let closed = async {
+            if let Some(mysql) = self.mysql.clone() {
+                let _ = mysql.disconnect().await;
+            }
+            if let Some(workers) = &self.workers {
+                workers.wait().await;
+            }
+        };
+        let _ = tokio::time::timeout(ABANDON_GRACE, closed).await;
     }
 
     /// Stops intake, waits up to `deadline` for in-flight tasks, then

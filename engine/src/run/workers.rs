@@ -24,14 +24,27 @@ pub(crate) struct WorkerJob<T> {
     pub(crate) shared: Arc<RunShared>,
 }
 
+/// Resolves once every worker thread has finished: closed its connections
+/// and left its runtime. Workers finish when the queue feeding them closes.
+pub(crate) struct WorkersGone(Mutex<mpsc::Receiver<()>>);
+
+impl WorkersGone {
+    pub(crate) async fn wait(&self) {
+        // Nothing is ever sent: `None` comes once every worker's sender is gone.
+        let _ = self.0.lock().await.recv().await;
+    }
+}
+
 /// Starts `config.thread_workers` workers; returns the queue feeding them
-/// once every worker has connected its clients.
+/// once every worker has connected its clients, and what tells when they
+/// have all finished.
 pub(crate) async fn spawn_workers<T: Send + 'static>(
     config: &EngineConfig,
-) -> Result<mpsc::Sender<WorkerJob<T>>, Error> {
+) -> Result<(mpsc::Sender<WorkerJob<T>>, WorkersGone), Error> {
     let workers = config.thread_workers;
     let (tx, rx) = mpsc::channel::<WorkerJob<T>>(workers);
     let rx = Arc::new(Mutex::new(rx));
+    let (alive, gone) = mpsc::channel::<()>(1);
     let mut ready = Vec::with_capacity(workers);
     let mut worker_config = config.clone();
     // One task at a time per worker needs one connection, as in a prefork process.
@@ -39,22 +52,24 @@ pub(crate) async fn spawn_workers<T: Send + 'static>(
     for index in 0..workers {
         let (ready_tx, ready_rx) = oneshot::channel();
         ready.push(ready_rx);
-        let (rx, config) = (rx.clone(), worker_config.clone());
+        let (rx, config, alive) = (rx.clone(), worker_config.clone(), alive.clone());
         std::thread::Builder::new()
             .name(format!("switchyard-worker-{index}"))
-            .spawn(move || worker_main(rx, config, ready_tx))
+            .spawn(move || worker_main(rx, config, ready_tx, alive))
             .map_err(|e| Error::config_from("thread_workers", e))?;
     }
     for ready_rx in ready {
         ready_rx.await.map_err(|_| Error::closed())??;
     }
-    Ok(tx)
+    Ok((tx, WorkersGone(Mutex::new(gone))))
 }
 
 fn worker_main<T: Send + 'static>(
     rx: Arc<Mutex<mpsc::Receiver<WorkerJob<T>>>>,
     config: EngineConfig,
     ready: oneshot::Sender<Result<(), Error>>,
+    // Dropped when this function returns, after the connections are closed.
+    _alive: mpsc::Sender<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
