@@ -117,9 +117,7 @@ impl<T> Sent<T> {
         };
         // A result already there at the first look cost no spin: not counted.
         if spun {
-            let outcome = if reply.is_some() { SpinOutcome::Result } else { SpinOutcome::Parked };
-            self.shared.counters.spun(outcome);
-            self.shared.telemetry.spun(outcome);
+            self.shared.spun(if reply.is_some() { SpinOutcome::Result } else { SpinOutcome::Parked });
         }
         reply
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
 use crate::stats::Counters;
-use crate::telemetry::{Outcome, Telemetry};
+use crate::telemetry::{Outcome, SpinOutcome, Telemetry};
 use crate::PoolStats;
 
 /// The turnaround estimate before any job has finished.
@@ -91,6 +91,11 @@ impl Shared {
     pub(crate) fn settle(&self, outcome: Outcome) {
         self.counters.settled(outcome);
         self.telemetry.settled(outcome);
+    }
+
+    pub(crate) fn spun(&self, outcome: SpinOutcome) {
+        self.counters.spun(outcome);
+        self.telemetry.spun(outcome);
     }
 
     pub(crate) fn stats(&self) -> PoolStats {

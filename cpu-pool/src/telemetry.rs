@@ -178,18 +178,15 @@ mod tests {
             let labels: Vec<_> = key.labels().map(|l| l.key()).collect();
             assert_eq!(labels, def.labels, "{}", def.name);
         }
-        let outcomes: Vec<_> = registered
-            .iter()
-            .filter(|(_, key)| key.name() == CPU_JOBS.name)
-            .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
-            .collect();
-        assert_eq!(outcomes, ["completed", "panicked", "cancelled", "rejected"]);
-        let spins: Vec<_> = registered
-            .iter()
-            .filter(|(_, key)| key.name() == CPU_SPIN_WAITS.name)
-            .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
-            .collect();
-        assert_eq!(spins, ["result", "parked"]);
+        let label_values = |name: &str| -> Vec<String> {
+            registered
+                .iter()
+                .filter(|(_, key)| key.name() == name)
+                .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
+                .collect()
+        };
+        assert_eq!(label_values(CPU_JOBS.name), ["completed", "panicked", "cancelled", "rejected"]);
+        assert_eq!(label_values(CPU_SPIN_WAITS.name), ["result", "parked"]);
     }
 
     #[test]

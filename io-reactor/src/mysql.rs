@@ -154,10 +154,11 @@ impl MysqlPool {
         // parameters (`reset_connection=false`, `abs_conn_ttl`) working; the
         // pool's bounds and idle TTL are this config's and override the URL's
         // `pool_min`, `pool_max`, `inactive_connection_ttl` and
-        // `ttl_check_interval`. A non-zero idle TTL matters: with the driver's default of zero, the pool keeps no
-        // more idle connections than its minimum (0 here), so every returned
-        // connection would be closed and the next caller would pay a new
-        // TCP and authentication handshake.
+        // `ttl_check_interval`. A non-zero idle TTL matters: with the
+        // driver's default of zero, the pool keeps no more idle connections
+        // than its minimum (0 here), so every returned connection would be
+        // closed and the next caller would pay a new TCP and authentication
+        // handshake.
         let pool_opts: PoolOpts = opts
             .pool_opts()
             .clone()
