@@ -76,7 +76,7 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub(crate) fn new(threads: usize, capacity: usize) -> Self {
-        let outcome = CPU_JOBS.labels[0];
+        let (jobs, spins) = (CPU_JOBS.labels[0].name, CPU_SPIN_WAITS.labels[0].name);
         let telemetry = Telemetry {
             threads: gauge!(CPU_THREADS.name),
             capacity: gauge!(CPU_QUEUE_CAPACITY.name),
@@ -85,8 +85,8 @@ impl Telemetry {
             admission_wait: histogram!(CPU_ADMISSION_WAIT.name),
             queue_wait: histogram!(CPU_QUEUE_WAIT.name),
             duration: histogram!(CPU_JOB_DURATION.name),
-            jobs: Outcome::ALL.map(|o| counter!(CPU_JOBS.name, outcome => o.as_label())),
-            spin_waits: SpinOutcome::ALL.map(|o| counter!(CPU_SPIN_WAITS.name, outcome => o.as_label())),
+            jobs: Outcome::ALL.map(|o| counter!(CPU_JOBS.name, jobs => o.as_label())),
+            spin_waits: SpinOutcome::ALL.map(|o| counter!(CPU_SPIN_WAITS.name, spins => o.as_label())),
             sizes: (threads, capacity),
         };
         telemetry.threads.increment(threads as f64);
@@ -176,7 +176,8 @@ mod tests {
             let def = catalogue::find(key.name()).unwrap_or_else(|| panic!("{} not catalogued", key.name()));
             assert_eq!(def.kind, *kind, "{}", def.name);
             let labels: Vec<_> = key.labels().map(|l| l.key()).collect();
-            assert_eq!(labels, def.labels, "{}", def.name);
+            let names: Vec<_> = def.labels.iter().map(|l| l.name).collect();
+            assert_eq!(labels, names, "{}", def.name);
         }
         let label_values = |name: &str| -> Vec<String> {
             registered
@@ -185,8 +186,20 @@ mod tests {
                 .flat_map(|(_, key)| key.labels().map(|l| l.value().to_owned()).collect::<Vec<_>>())
                 .collect()
         };
-        assert_eq!(label_values(CPU_JOBS.name), ["completed", "panicked", "cancelled", "rejected"]);
-        assert_eq!(label_values(CPU_SPIN_WAITS.name), ["result", "parked"]);
+        for def in [CPU_JOBS, CPU_SPIN_WAITS] {
+            assert_eq!(label_values(def.name), closed_outcomes(&def).unwrap(), "{}", def.name);
+        }
+    }
+
+    /// The catalogue's closed set of `outcome` values of `def`.
+    fn closed_outcomes(def: &catalogue::MetricDef) -> Option<&'static [&'static str]> {
+        def.label("outcome")?.values.closed()
+    }
+
+    #[test]
+    fn outcome_enums_are_the_catalogue_closed_sets() {
+        assert_eq!(Some(&Outcome::ALL.map(Outcome::as_label)[..]), closed_outcomes(&CPU_JOBS));
+        assert_eq!(Some(&SpinOutcome::ALL.map(SpinOutcome::as_label)[..]), closed_outcomes(&CPU_SPIN_WAITS));
     }
 
     #[test]

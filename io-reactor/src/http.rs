@@ -77,7 +77,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::HttpConfig;
 use crate::error::{Error, Kind, Result, TimeoutPhase};
-use crate::telemetry::{self, HttpOutcome};
+use crate::telemetry::{HttpMetrics, HttpOutcome};
 
 /// Pooled HTTP/HTTPS client with timeouts, a body cap and a per-host cap.
 ///
@@ -96,6 +96,7 @@ struct Inner {
     max_in_flight_per_host: usize,
     request_timeout: Duration,
     max_body_bytes: usize,
+    metrics: HttpMetrics,
 }
 
 /// A fully read response.
@@ -150,6 +151,7 @@ impl HttpClient {
                 max_in_flight_per_host: config.max_in_flight_per_host,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 max_body_bytes: config.max_body_bytes,
+                metrics: HttpMetrics::new(),
             }),
         })
     }
@@ -175,13 +177,15 @@ impl HttpClient {
         // A request that cannot be sent never reached the network: not counted.
         let host = host_key(request.uri())?;
         let started = Instant::now();
-        let _in_flight = InFlight::enter();
+        let metrics = &self.inner.metrics;
+        // Left even when the caller drops this future half-way.
+        let _in_flight = metrics.in_flight();
         let exchange = self.exchange(&host, request.map(Full::new));
         let result = match tokio::time::timeout(self.inner.request_timeout, exchange).await {
             Ok(result) => result,
             Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Request)),
         };
-        telemetry::http_finished(outcome(&result), started.elapsed());
+        metrics.finished(outcome(&result), started.elapsed());
         result
     }
 
@@ -189,7 +193,7 @@ impl HttpClient {
         let limit = self.inner.host_limit(host);
         let waiting = Instant::now();
         let _permit = limit.acquire().await.map_err(|e| Error::new(Kind::Http).with(e))?;
-        telemetry::http_host_limit_wait(waiting.elapsed());
+        self.inner.metrics.host_limit_waited(waiting.elapsed());
 
         let response = self.inner.client.request(request).await.map_err(client_error)?;
         let (parts, body) = response.into_parts();
@@ -231,23 +235,6 @@ impl fmt::Debug for HttpClient {
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .field("max_in_flight_per_host", &self.inner.max_in_flight_per_host)
             .finish_non_exhaustive()
-    }
-}
-
-/// Keeps `switchyard_http_in_flight` right even when the caller drops the
-/// request future half-way.
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> InFlight {
-        telemetry::http_in_flight(1.0);
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        telemetry::http_in_flight(-1.0);
     }
 }
 
@@ -333,7 +320,7 @@ fn timed_out(e: &(dyn StdError + 'static)) -> bool {
 
 fn outcome(result: &Result<HttpResponse>) -> HttpOutcome {
     let err = match result {
-        Ok(response) => return HttpOutcome::Status(response.status.as_u16()),
+        Ok(response) => return HttpOutcome::status(response.status.as_u16()),
         Err(err) => err,
     };
     match err.kind() {

@@ -13,6 +13,11 @@
 //!   was running.
 //!
 //! This crate never sees the CPU pool: only the engine composes the two.
+//!
+//! Each component emits the reactor, HTTP, MySQL and Redis metrics of the
+//! catalogue in `switchyard-protocol` through the `metrics` facade; the crate
+//! never installs a recorder, and each component resolves its metric handles
+//! when it is built, so install the recorder before building them.
 
 mod config;
 mod error;

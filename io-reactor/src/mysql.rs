@@ -40,9 +40,10 @@
 //!
 //! # Metrics
 //!
-//! Connections in use, callers waiting and the pool size are published as
-//! gauges on every change; acquire wait time as a histogram; each operation
-//! counts once by outcome (ok, error, acquire_timeout).
+//! Connections in use, callers waiting and the pool size are gauges that
+//! every pool of the process adds to (a pool takes its size back when its
+//! last clone goes); acquire wait time is a histogram; each operation counts
+//! once by outcome (ok, error, acquire_timeout).
 //!
 //! # Example
 //!
@@ -69,7 +70,7 @@ use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 
 use crate::config::MysqlConfig;
 use crate::error::{Error, Kind, Result, TimeoutPhase};
-use crate::telemetry::{self, MysqlOutcome};
+use crate::telemetry::{GaugeUnit, MysqlMetrics, MysqlOutcome};
 
 /// A bounded MySQL pool. Clones share the pool.
 #[derive(Clone)]
@@ -97,6 +98,7 @@ struct Shared {
     in_use: AtomicUsize,
     waiters: AtomicUsize,
     max: usize,
+    metrics: MysqlMetrics,
 }
 
 impl Shared {
@@ -107,32 +109,25 @@ impl Shared {
             max: self.max,
         }
     }
-
-    fn publish(&self) {
-        let s = self.status();
-        telemetry::mysql_pool(s.in_use, s.waiters, s.max);
-    }
 }
 
-/// One unit of a counter, given back on drop so a timeout, an error, a
-/// cancelled future or a panic all restore the count.
+/// One unit of a counter and of its gauge, given back on drop so a timeout,
+/// an error, a cancelled future or a panic all restore the count.
 struct Counted<'a> {
-    shared: &'a Shared,
     counter: &'a AtomicUsize,
+    _gauge: GaugeUnit<'a>,
 }
 
 impl<'a> Counted<'a> {
-    fn enter(shared: &'a Shared, counter: &'a AtomicUsize) -> Self {
+    fn enter(counter: &'a AtomicUsize, gauge: GaugeUnit<'a>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
-        shared.publish();
-        Counted { shared, counter }
+        Counted { counter, _gauge: gauge }
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::Relaxed);
-        self.shared.publish();
     }
 }
 
@@ -170,8 +165,8 @@ impl MysqlPool {
             in_use: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             max: config.pool_max,
+            metrics: MysqlMetrics::new(config.pool_max),
         });
-        shared.publish();
         Ok(MysqlPool {
             pool: mysql_async::Pool::new(opts),
             shared,
@@ -199,22 +194,23 @@ impl MysqlPool {
     {
         let shared = &*self.shared;
         let started = Instant::now();
-        let waiting = Counted::enter(shared, &shared.waiters);
+        let metrics = &shared.metrics;
+        let waiting = Counted::enter(&shared.waiters, metrics.waiting());
         let acquired = tokio::time::timeout(self.acquire_timeout, self.pool.get_conn()).await;
         drop(waiting);
         let mut conn = match acquired {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                telemetry::mysql_operation(MysqlOutcome::Error);
+                metrics.operation(MysqlOutcome::Error);
                 return Err(mysql_error(e));
             }
             Err(_) => {
-                telemetry::mysql_operation(MysqlOutcome::AcquireTimeout);
+                metrics.operation(MysqlOutcome::AcquireTimeout);
                 return Err(Error::timeout(TimeoutPhase::PoolAcquire));
             }
         };
-        let held = Counted::enter(shared, &shared.in_use);
-        telemetry::mysql_acquired(started.elapsed());
+        let held = Counted::enter(&shared.in_use, metrics.holding());
+        metrics.acquired(started.elapsed());
 
         // On a deadline the driver leaves the connection marked as
         // mid-exchange, so the pool discards it instead of reusing it.
@@ -228,7 +224,7 @@ impl MysqlPool {
             Err(_) => Err(Error::timeout(TimeoutPhase::Operation)),
         };
         let outcome = if result.is_ok() { MysqlOutcome::Ok } else { MysqlOutcome::Error };
-        telemetry::mysql_operation(outcome);
+        metrics.operation(outcome);
         result
     }
 

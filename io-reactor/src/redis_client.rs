@@ -45,6 +45,7 @@
 //! ```
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -52,7 +53,7 @@ use redis::RedisError;
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Kind, Result, TimeoutPhase};
-use crate::telemetry::{self, RedisOutcome};
+use crate::telemetry::{RedisMetrics, RedisOutcome};
 
 /// Reconnect attempts after a drop (and at connect) before commands fail:
 /// few, so an absent server shows up as errors in well under a second
@@ -69,6 +70,7 @@ pub struct RedisClient {
     /// timeout: it also covers waiting for a reconnect, which the driver's
     /// timeout does not.
     attempt_deadline: Duration,
+    metrics: Arc<RedisMetrics>,
 }
 
 impl RedisClient {
@@ -94,7 +96,11 @@ impl RedisClient {
             Ok(Err(e)) => return Err(Error::new(Kind::Redis).with(e)),
             Err(_) => return Err(Error::timeout(TimeoutPhase::Connect)),
         };
-        Ok(RedisClient { manager, attempt_deadline: connect_timeout + response_timeout })
+        Ok(RedisClient {
+            manager,
+            attempt_deadline: connect_timeout + response_timeout,
+            metrics: Arc::new(RedisMetrics::new()),
+        })
     }
 
     /// Runs an idempotent command, retried once after a dropped connection.
@@ -145,7 +151,7 @@ impl RedisClient {
             Ok(value) => (Ok(value), RedisOutcome::Ok),
             Err(e) => (Err(e.into_error()), RedisOutcome::Error),
         };
-        telemetry::redis_command(outcome, started.elapsed());
+        self.metrics.command(outcome, started.elapsed());
         result
     }
 

@@ -27,8 +27,10 @@
 //!
 //! # Metrics
 //!
-//! `switchyard_reactor_threads` is set to the worker count when a reactor is
-//! built or attached.
+//! A reactor adds its worker count to `switchyard_reactor_threads` when it is
+//! built or attached and takes it back when dropped, so the reactors of one
+//! process add up. Building or attaching one also registers
+//! `switchyard_reactor_stalls_total` at zero.
 //!
 //! # Example
 //!
@@ -48,7 +50,7 @@ use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::config::ReactorConfig;
 use crate::error::{Error, Kind, Result};
-use crate::telemetry;
+use crate::telemetry::ReactorMetrics;
 
 /// Name of the owned runtime's worker threads, as seen in `top -H` and
 /// profilers.
@@ -60,6 +62,7 @@ pub struct Reactor {
     threads: usize,
     /// `Some` when Switchyard built the runtime and so must shut it down.
     owned: Option<Runtime>,
+    _metrics: ReactorMetrics,
 }
 
 impl Reactor {
@@ -73,16 +76,19 @@ impl Reactor {
             .enable_all()
             .build()
             .map_err(|e| Error::new(Kind::Runtime).with(e))?;
-        telemetry::reactor_threads(config.threads);
-        Ok(Reactor { handle: runtime.handle().clone(), threads: config.threads, owned: Some(runtime) })
+        Ok(Reactor {
+            handle: runtime.handle().clone(),
+            threads: config.threads,
+            owned: Some(runtime),
+            _metrics: ReactorMetrics::new(config.threads),
+        })
     }
 
     /// Attaches to a runtime the embedding service owns. The reactor never
     /// shuts that runtime down.
     pub fn attach(handle: Handle) -> Reactor {
         let threads = handle.metrics().num_workers();
-        telemetry::reactor_threads(threads);
-        Reactor { handle, threads, owned: None }
+        Reactor { handle, threads, owned: None, _metrics: ReactorMetrics::new(threads) }
     }
 
     /// The runtime's handle.

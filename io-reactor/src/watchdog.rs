@@ -68,7 +68,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::WatchdogConfig;
 use crate::error::{Error, Kind, Result};
-use crate::telemetry;
+use crate::telemetry::WatchdogMetrics;
 
 /// Largest lag the quantile histogram tells apart (longer ones saturate).
 const MAX_TRACKED_LAG: Duration = Duration::from_secs(3600);
@@ -136,6 +136,7 @@ struct State {
     reported: AtomicU64,
     /// Set by `stop`, or when the heartbeat task is dropped with its runtime.
     finished: AtomicBool,
+    metrics: WatchdogMetrics,
 }
 
 impl StallWatchdog {
@@ -158,6 +159,7 @@ impl StallWatchdog {
             last_stall_stage: Mutex::new(None),
             reported: AtomicU64::new(0),
             finished: AtomicBool::new(false),
+            metrics: WatchdogMetrics::new(),
         });
         let (probe_tx, probe_rx) =
             std::os::unix::net::UnixStream::pair().map_err(|e| Error::new(Kind::Runtime).with(e))?;
@@ -255,13 +257,13 @@ impl State {
     }
 
     fn record_beat(&self, lag: Duration) {
-        telemetry::reactor_lag(lag);
+        self.metrics.beat(lag);
         let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
         lock(&self.lags).saturating_record(lag_us);
         self.max_lag_us.fetch_max(lag_us, Relaxed);
         if lag > self.threshold {
             self.stalls.fetch_add(1, Relaxed);
-            telemetry::reactor_stall();
+            self.metrics.stall();
         }
         self.beats.fetch_add(1, Relaxed);
     }

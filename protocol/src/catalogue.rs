@@ -7,9 +7,10 @@
 //! rules are checked against [`CATALOGUE`] by tests.
 //!
 //! Conventions (Prometheus): the `switchyard_` prefix, base units in the name
-//! (`_seconds`, `_bytes`), counters end in `_total`, and label values come
-//! from closed sets listed in [`MetricDef::labels`] documentation, never ids or
-//! URLs.
+//! (`_seconds`, `_bytes`), counters end in `_total`, and label values are
+//! bounded, never ids or URLs: each label's [`LabelValues`] is either a closed
+//! set written here or the names the operator's configuration gives (a
+//! pipeline's name), as data that code, dashboards and tests read.
 
 /// The kind of a metric, as Prometheus knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,35 @@ pub enum Unit {
     Count,
 }
 
+/// The values a label may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelValues {
+    /// Exactly these values, and no others.
+    Closed(&'static [&'static str]),
+    /// Names the operator's configuration gives, so bounded by it; the
+    /// string says what names them (e.g. "the pipeline's configured name").
+    Configured(&'static str),
+}
+
+impl LabelValues {
+    /// The closed set, or `None` for configured values.
+    pub const fn closed(&self) -> Option<&'static [&'static str]> {
+        match *self {
+            LabelValues::Closed(values) => Some(values),
+            LabelValues::Configured(_) => None,
+        }
+    }
+}
+
+/// One label of a metric: its key and the values it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelDef {
+    /// The label key.
+    pub name: &'static str,
+    /// The values it may take.
+    pub values: LabelValues,
+}
+
 /// One catalogue entry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricDef {
@@ -44,10 +74,17 @@ pub struct MetricDef {
     pub unit: Unit,
     /// One sentence for the exporter's `# HELP` line.
     pub help: &'static str,
-    /// Label keys; every value of each comes from a closed set.
-    pub labels: &'static [&'static str],
+    /// Labels, in the order code attaches them, each with its values.
+    pub labels: &'static [LabelDef],
     /// Histogram bucket upper bounds (empty for counters and gauges).
     pub buckets: &'static [f64],
+}
+
+impl MetricDef {
+    /// The label called `name`, if this metric has one.
+    pub fn label(&self, name: &str) -> Option<&LabelDef> {
+        self.labels.iter().find(|l| l.name == name)
+    }
 }
 
 /// Buckets for short waits measured in seconds (reactor lag, queue waits).
@@ -60,7 +97,7 @@ pub const TASK_SECONDS_BUCKETS: &[f64] =
 pub const CPU_JOB_SECONDS_BUCKETS: &[f64] =
     &[0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDef {
+const fn counter(name: &'static str, help: &'static str, labels: &'static [LabelDef]) -> MetricDef {
     MetricDef { name, kind: MetricKind::Counter, unit: Unit::Count, help, labels, buckets: &[] }
 }
 const fn gauge(name: &'static str, unit: Unit, help: &'static str) -> MetricDef {
@@ -69,6 +106,13 @@ const fn gauge(name: &'static str, unit: Unit, help: &'static str) -> MetricDef 
 const fn histogram(name: &'static str, help: &'static str, buckets: &'static [f64]) -> MetricDef {
     MetricDef { name, kind: MetricKind::Histogram, unit: Unit::Seconds, help, labels: &[], buckets }
 }
+/// An `outcome` label with a closed set of values.
+const fn outcome(values: &'static [&'static str]) -> LabelDef {
+    LabelDef { name: "outcome", values: LabelValues::Closed(values) }
+}
+/// The `pipeline` label: a pipeline's configured name.
+const PIPELINE: LabelDef =
+    LabelDef { name: "pipeline", values: LabelValues::Configured("the pipeline's configured name") };
 
 // ---- CPU pool -------------------------------------------------------------
 
@@ -111,8 +155,8 @@ pub const CPU_JOB_DURATION: MetricDef = histogram(
 /// Jobs finished, by outcome.
 pub const CPU_JOBS: MetricDef = counter(
     "switchyard_cpu_jobs_total",
-    "CPU jobs settled, by outcome (completed, panicked, cancelled, rejected).",
-    &["outcome"],
+    "CPU jobs settled, by outcome.",
+    &[outcome(&["completed", "panicked", "cancelled", "rejected"])],
 );
 
 /// Producers that spun for a short job's result, by how the spin ended.
@@ -120,7 +164,7 @@ pub const CPU_SPIN_WAITS: MetricDef = counter(
     "switchyard_cpu_spin_waits_total",
     "Producers that spun for a short CPU job's result instead of parking, by outcome \
      (result: it arrived during the spin; parked: it did not, and the producer parked).",
-    &["outcome"],
+    &[outcome(&["result", "parked"])],
 );
 
 // ---- Reactor --------------------------------------------------------------
@@ -143,8 +187,8 @@ pub const REACTOR_STALLS: MetricDef =
 /// Outbound requests, by outcome.
 pub const HTTP_REQUESTS: MetricDef = counter(
     "switchyard_http_requests_total",
-    "Outbound HTTP requests, by outcome (1xx..5xx status class, timeout, connect, body_too_large, error).",
-    &["outcome"],
+    "Outbound HTTP requests, by outcome (the response's status class, or how the request failed).",
+    &[outcome(&["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect", "body_too_large", "error"])],
 );
 /// Outbound request duration, headers and body.
 pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
@@ -185,8 +229,8 @@ pub const MYSQL_ACQUIRE_DURATION: MetricDef = histogram(
 /// Scoped MySQL operations, by outcome.
 pub const MYSQL_OPERATIONS: MetricDef = counter(
     "switchyard_mysql_operations_total",
-    "Scoped MySQL operations, by outcome (ok, error, acquire_timeout).",
-    &["outcome"],
+    "Scoped MySQL operations, by outcome.",
+    &[outcome(&["ok", "error", "acquire_timeout"])],
 );
 
 // ---- Redis ----------------------------------------------------------------
@@ -194,8 +238,8 @@ pub const MYSQL_OPERATIONS: MetricDef = counter(
 /// Redis commands, by outcome.
 pub const REDIS_COMMANDS: MetricDef = counter(
     "switchyard_redis_commands_total",
-    "Redis commands, by outcome (ok, retried, error).",
-    &["outcome"],
+    "Redis commands, by outcome (retried: succeeded on the retry).",
+    &[outcome(&["ok", "retried", "error"])],
 );
 /// Redis command duration.
 pub const REDIS_COMMAND_DURATION: MetricDef = histogram(
@@ -215,8 +259,8 @@ pub const TASKS_MAX_IN_FLIGHT: MetricDef =
 /// Tasks settled, by outcome.
 pub const TASKS: MetricDef = counter(
     "switchyard_tasks_total",
-    "Tasks settled, by outcome (ok, failed, retried, panicked, abandoned).",
-    &["outcome"],
+    "Tasks settled, by outcome.",
+    &[outcome(&["ok", "failed", "retried", "panicked", "abandoned"])],
 );
 /// Whole task time, from admission to settlement.
 pub const TASK_DURATION: MetricDef = histogram(
@@ -251,14 +295,14 @@ pub const TASK_CPU_TIME: MetricDef =
 /// Polls of each configured pipeline, by outcome.
 pub const PIPELINE_POLLS: MetricDef = counter(
     "switchyard_pipeline_polls_total",
-    "Polls of each pipeline (label pipeline: its configured name), by outcome (ok, failed).",
-    &["pipeline", "outcome"],
+    "Polls of each pipeline, by outcome.",
+    &[PIPELINE, outcome(&["ok", "failed"])],
 );
 /// Items delivered to each pipeline's action.
 pub const PIPELINE_ITEMS_DELIVERED: MetricDef = counter(
     "switchyard_pipeline_items_delivered_total",
-    "New items delivered to each pipeline's action (label pipeline: its configured name).",
-    &["pipeline"],
+    "New items delivered to each pipeline's action.",
+    &[PIPELINE],
 );
 
 // ---- Process --------------------------------------------------------------
@@ -357,6 +401,74 @@ mod tests {
                 assert!(m.buckets.is_empty(), "{} is not a histogram", m.name);
             }
         }
+    }
+
+    #[test]
+    fn label_names_are_unique_and_value_sets_well_formed() {
+        for m in CATALOGUE {
+            let mut names = HashSet::new();
+            for label in m.labels {
+                assert!(names.insert(label.name), "{}: label {} twice", m.name, label.name);
+                assert!(is_label_name(label.name), "{}: bad label name {:?}", m.name, label.name);
+                assert!(!label.name.starts_with("__"), "{}: {} is reserved", m.name, label.name);
+                assert_ne!(label.name, "le", "{}: le is the histogram bucket label", m.name);
+                match label.values {
+                    LabelValues::Closed(values) => {
+                        assert!(!values.is_empty(), "{} {}: empty closed set", m.name, label.name);
+                        let mut seen = HashSet::new();
+                        for v in values {
+                            assert!(seen.insert(v), "{} {}: {v:?} twice", m.name, label.name);
+                            assert!(is_label_value(v), "{} {}: bad value {v:?}", m.name, label.name);
+                        }
+                    }
+                    LabelValues::Configured(what) => {
+                        assert!(!what.trim().is_empty(), "{} {}: says nothing", m.name, label.name)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, Prometheus's label name.
+    fn is_label_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+
+    /// Non-empty and nothing that needs escaping in the exposition format or
+    /// in a PromQL matcher: no quotes, backslashes or control characters
+    /// (newlines included), no surrounding blanks.
+    fn is_label_value(value: &str) -> bool {
+        !value.is_empty()
+            && value.trim() == value
+            && !value.chars().any(|c| c.is_control() || matches!(c, '"' | '\\' | '\'' | '`'))
+    }
+
+    #[test]
+    fn the_value_checks_reject_what_they_should() {
+        for bad in ["", " ok", "a\"b", "a\nb", "a\\b", "it's"] {
+            assert!(!is_label_value(bad), "{bad:?}");
+        }
+        for good in ["ok", "2xx", "body_too_large"] {
+            assert!(is_label_value(good), "{good:?}");
+        }
+        assert!(!is_label_name("2xx") && !is_label_name("a-b") && is_label_name("outcome"));
+    }
+
+    #[test]
+    fn label_finds_a_label_by_name() {
+        let pipeline = PIPELINE_POLLS.label("pipeline").unwrap();
+        assert!(matches!(pipeline.values, LabelValues::Configured(_)));
+        assert_eq!(pipeline.values.closed(), None);
+        assert_eq!(PIPELINE_POLLS.label("outcome").unwrap().values.closed(), Some(&["ok", "failed"][..]));
+        assert_eq!(REACTOR_LAG.label("outcome"), None);
+    }
+
+    #[test]
+    fn task_outcomes_are_the_closed_set_of_tasks_total() {
+        let labels: Vec<_> = crate::TaskOutcome::ALL.iter().map(|o| o.as_label()).collect();
+        assert_eq!(Some(&labels[..]), TASKS.label("outcome").unwrap().values.closed());
     }
 
     #[test]

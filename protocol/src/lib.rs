@@ -17,5 +17,5 @@ pub mod catalogue;
 mod outcome;
 pub mod pz1;
 
-pub use catalogue::{MetricDef, MetricKind, Unit, CATALOGUE};
+pub use catalogue::{LabelDef, LabelValues, MetricDef, MetricKind, Unit, CATALOGUE};
 pub use outcome::{TaskOutcome, TaskTimes};

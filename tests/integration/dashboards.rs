@@ -3,15 +3,16 @@
 //!
 //! Expressions are read with a small PromQL lexer, enough to tell metric
 //! selectors, their matchers, enclosing function calls and grouping labels
-//! apart. Metric names are never written here (DESIGN.md: only the catalogue
-//! has them); they come from [`CATALOGUE`] or are read from the files.
+//! apart. Metric names are never written here, because only the catalogue
+//! has metric names; they come from [`CATALOGUE`] or are read from the files.
+//! Label keys and their value sets come from the catalogue's data too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use switchyard::protocol::catalogue::{self as cat, MetricDef, MetricKind, CATALOGUE};
+use switchyard::protocol::catalogue::{self as cat, LabelValues, MetricDef, MetricKind, CATALOGUE};
 use switchyard_tests::services_required;
 
 /// Catalogue metrics deliberately left off every panel, each with the reason.
@@ -108,26 +109,14 @@ fn prefixed_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// The closed set of values of `label` that a catalogue entry's help text
-/// lists, as in "by outcome (ok, failed, retried)", where `1xx..5xx` stands
-/// for five values; `None` for a label whose values the configuration names
-/// ("(label pipeline: its configured name)").
-fn closed_values(def: &MetricDef, label: &str) -> Option<BTreeSet<String>> {
-    if def.help.contains(&format!("(label {label}:")) {
-        return None;
+/// The closed set of values of `label` of `def`, from the catalogue; `None`
+/// when `def` has no such label or the configuration names its values (a
+/// pipeline's name).
+fn closed_set(def: &MetricDef, label: &str) -> Option<BTreeSet<&'static str>> {
+    match def.label(label)?.values {
+        LabelValues::Closed(values) => Some(values.iter().copied().collect()),
+        LabelValues::Configured(_) => None,
     }
-    let lists = def.help.split('(').skip(1).filter_map(|rest| rest.split_once(')').map(|(list, _)| list));
-    let list = lists.filter(|list| !list.starts_with("label ")).last().unwrap_or("");
-    let mut values = BTreeSet::new();
-    for item in list.split(',') {
-        let word = item.split_whitespace().next().unwrap_or("");
-        let range = word.split_once("..").and_then(|(a, b)| {
-            let (first, last) = (a.get(..1)?.parse::<u8>().ok()?, b.get(..1)?.parse::<u8>().ok()?);
-            (a[1..] == b[1..]).then(|| (first..=last).map(|d| format!("{d}{}", &a[1..])).collect::<Vec<_>>())
-        });
-        values.extend(range.unwrap_or_else(|| vec![word.to_string()]));
-    }
-    Some(values)
 }
 
 // ---- a PromQL lexer, and what an expression uses ----------------------------
@@ -373,13 +362,13 @@ fn misuses(expr: &str, recorded: &BTreeSet<String>) -> Vec<String> {
             if TARGET_LABELS.contains(&label.as_str()) || (label == "le" && found.suffix == "_bucket") {
                 continue;
             }
-            if !def.labels.contains(&label.as_str()) {
+            if def.label(label).is_none() {
                 problems.push(format!("{name}: no label {label:?} in the catalogue"));
                 continue;
             }
-            let Some(allowed) = closed_values(def, label) else { continue };
+            let Some(allowed) = closed_set(def, label) else { continue };
             let values: Vec<&str> = if op.contains('~') { value.split('|').collect() } else { vec![value] };
-            for v in values.iter().filter(|v| !allowed.contains(**v)) {
+            for v in values.iter().filter(|v| !allowed.contains(*v)) {
                 problems.push(format!("{name}: {label}={v:?} is not one of {allowed:?}"));
             }
         }
@@ -392,8 +381,8 @@ fn misuses(expr: &str, recorded: &BTreeSet<String>) -> Vec<String> {
                 .map(|(_, s)| s.def)
                 .collect();
             let ok = match g.scope {
-                Some(_) => in_scope.iter().all(|d| d.labels.contains(&label.as_str())),
-                None => in_scope.iter().any(|d| d.labels.contains(&label.as_str())),
+                Some(_) => in_scope.iter().all(|d| d.label(label).is_some()),
+                None => in_scope.iter().any(|d| d.label(label).is_some()),
             };
             if !ok {
                 let names: Vec<_> = in_scope.iter().map(|d| d.name).collect();
@@ -623,10 +612,14 @@ fn the_usage_checks_catch_misuse() {
     for expr in &good {
         assert_eq!(misuses(expr, &recorded), Vec::<String>::new(), "{expr}");
     }
-    assert!(closed_values(&cat::HTTP_REQUESTS, "outcome").unwrap().contains("3xx"));
+    assert!(closed_set(&cat::HTTP_REQUESTS, "outcome").unwrap().contains("3xx"));
     let polls = cat::PIPELINE_POLLS;
-    assert_eq!(closed_values(&polls, "outcome").unwrap(), BTreeSet::from(["ok".into(), "failed".into()]));
-    assert_eq!(closed_values(&polls, "pipeline"), None);
+    assert_eq!(closed_set(&polls, "outcome").unwrap(), BTreeSet::from(["ok", "failed"]));
+    assert_eq!(closed_set(&polls, "pipeline"), None);
+    let matched = format!("sum(rate({}{{pipeline=\"any-name\", outcome=\"ok\"}}[5m]))", polls.name);
+    assert_eq!(misuses(&matched, &none), Vec::<String>::new(), "{matched}");
+    let bad_outcome = format!("sum(rate({}{{outcome=\"fine\"}}[5m]))", polls.name);
+    assert!(!misuses(&bad_outcome, &none).is_empty(), "not caught: {bad_outcome}");
 }
 
 #[test]
