@@ -6,18 +6,38 @@
 //! the host's own timers and sockets stay responsive while records are
 //! digested.
 //!
+//! The slow API is the loopback upstream of the project's workload PZ-1
+//! (`switchyard-pz1`), which answers after the delay the request asks for.
+//!
 //! Run with: `cargo run --release --example embedded`
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::{digest_records, DemoUpstream};
+use sha2::{Digest, Sha256};
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard_pz1::Pz1Upstream;
+
+/// Digests a JSON array of records: parse, then a SHA-256 chain over each
+/// record. The CPU step.
+fn digest_records(body: &[u8], rounds: u32) -> Result<[u8; 32], serde_json::Error> {
+    let page: serde_json::Value = serde_json::from_slice(body)?;
+    let mut digest = [0u8; 32];
+    for record in page["items"].as_array().into_iter().flatten() {
+        let mut h = Sha256::digest(record.to_string().as_bytes());
+        for _ in 1..rounds {
+            h = Sha256::digest(h);
+        }
+        digest.iter_mut().zip(h).for_each(|(d, b)| *d ^= b);
+    }
+    Ok(digest)
+}
 
 /// One job: fetch a batch of records (I/O), digest them (CPU), log the result.
 async fn digest_batch(cx: TaskContext, url: String) -> Result<(), TaskError> {
     let response = cx.http().get(&url).await?.error_for_status()?;
-    let digest = cx.cpu_stage("digest", move || digest_records(&response.body, 5_000)).await??;
-    tracing::debug!(%url, digest, "digested");
+    let digest = cx.cpu_stage("digest", move || digest_records(&response.body, 200)).await??;
+    tracing::debug!(%url, first_byte = digest[0], "digested");
     Ok(())
 }
 
@@ -30,9 +50,9 @@ fn main() -> anyhow::Result<()> {
         .max_in_flight(500)
         .build()?;
 
-    // A loopback upstream that answers after 100 ms, like a slow API.
-    let upstream = DemoUpstream::start()?;
-    let url = format!("{}/records?n=50&delay_ms=100", upstream.base_url());
+    // A loopback API that answers after 100 ms, like a slow one.
+    let upstream = Pz1Upstream::start(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let url = |i: u64| format!("{}/poll/batch?seq={}&n=50&fresh=2&delay_ms=100", upstream.base_url(), i + 1);
 
     runtime.block_on(async {
         // The host keeps its own periodic work going; we measure how late it runs.
@@ -50,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let running = engine.start(source, digest_batch).await?;
         for i in 0..1_000 {
             // `send` waits when the source is full: backpressure reaches the producer.
-            producer.send(url.clone(), format!("batch-{i}")).await.ok();
+            producer.send(url(i), format!("batch-{i}")).await.ok();
         }
         drop(producer);
         let report = running.finished().await;

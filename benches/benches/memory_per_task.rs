@@ -9,7 +9,7 @@
 //! - `timer`: a `hybrid` engine admits [`TIMER_TASKS`] tasks that each sleep
 //!   on a tokio timer.
 //! - `http`: a `hybrid` engine admits [`HTTP_TASKS`] tasks that each await a
-//!   real HTTP GET against `DemoUpstream`s that answer only after a minute.
+//!   real HTTP GET against PZ-1 upstreams that answer only after a minute.
 //!   The upstreams run in another child process, so their memory is not
 //!   counted; HTTP/1 needs a connection per waiting request, so this counts
 //!   the client connection (its hyper task and buffers) too. Needs
@@ -34,17 +34,17 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::DemoUpstream;
 use switchyard::io_reactor::HttpConfig;
 use switchyard::telemetry::ProcessSample;
 use switchyard::{Engine, MemorySource, Running, TaskContext, TaskError};
 use switchyard_benches::{machine, open_fds, open_files_limit};
+use switchyard_pz1::Pz1Upstream;
 
 /// Tasks parked on timers.
 const TIMER_TASKS: usize = 100_000;
 /// Tasks parked on upstream requests.
 const HTTP_TASKS: usize = 10_000;
-/// Upstream servers (each `DemoUpstream` serves at most 4,096 connections).
+/// Upstream servers, so no one server holds every waiting connection.
 const UPSTREAMS: usize = 3;
 /// Tasks run to completion before the first reading.
 const WARM_UP: usize = 64;
@@ -231,7 +231,7 @@ fn socket_variant(client: Client) {
             move |cx: TaskContext, (i, delay_ms): (usize, u64)| {
                 let base = bases[i % bases.len()].clone();
                 async move {
-                    let path = format!("/records?n=1&delay_ms={delay_ms}");
+                    let path = format!("/poll/m?seq=1&n=1&fresh=1&delay_ms={delay_ms}");
                     match client {
                         Client::Http => {
                             drop(cx.http().get(&format!("{base}{path}")).await?.error_for_status()?)
@@ -297,8 +297,9 @@ fn socket_variant(client: Client) {
 /// Child process: starts the upstreams, prints their base URLs, serves until
 /// stdin closes.
 fn serve_upstreams() {
-    let upstreams: Vec<DemoUpstream> =
-        (0..UPSTREAMS).map(|_| DemoUpstream::start().expect("upstream starts")).collect();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let upstreams: Vec<Pz1Upstream> =
+        (0..UPSTREAMS).map(|_| Pz1Upstream::start(loopback).expect("upstream starts")).collect();
     let mut stdout = std::io::stdout().lock();
     for upstream in &upstreams {
         writeln!(stdout, "{}", upstream.base_url()).expect("parent reads");

@@ -2,14 +2,12 @@
 //! [`EngineBuilder::build`](crate::EngineBuilder::build) so a bad value fails
 //! at start and names its key.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use switchyard_cpu_pool::CpuPoolConfig;
 use switchyard_io_reactor::{HttpConfig, MysqlConfig, RedisConfig, WatchdogConfig};
 
 use crate::error::Error;
+use crate::model::{ExecutionModel, ModelPlan};
 
 /// Default most tasks admitted at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
@@ -21,50 +19,6 @@ pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 30_000;
 pub const DEFAULT_THREAD_WORKERS: usize = 16;
 /// Largest `max_in_flight` accepted: each admitted task costs memory.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
-
-/// Where a task's CPU steps run. The same task code runs under each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExecutionModel {
-    /// CPU steps on the dedicated pool, waits on the reactor: the product.
-    Hybrid,
-    /// CPU steps inline on a single reactor thread: gevent's shape, where a
-    /// CPU burst freezes every other task's I/O.
-    ReactorOnly,
-    /// N worker threads, one task at a time each, CPU inline: prefork's shape.
-    Threads,
-}
-
-impl ExecutionModel {
-    /// Every model, in benchmark order.
-    pub const ALL: [ExecutionModel; 3] =
-        [ExecutionModel::Hybrid, ExecutionModel::ReactorOnly, ExecutionModel::Threads];
-
-    /// The model's name as flags and reports spell it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ExecutionModel::Hybrid => "hybrid",
-            ExecutionModel::ReactorOnly => "reactor-only",
-            ExecutionModel::Threads => "threads",
-        }
-    }
-}
-
-impl fmt::Display for ExecutionModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ExecutionModel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ExecutionModel::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown model {s:?} (expected hybrid, reactor-only or threads)"))
-    }
-}
 
 /// Everything the engine needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,24 +90,13 @@ impl EngineConfig {
     /// Tasks admitted at once under the configured model: `threads` runs
     /// one task per worker, so admitting more would only queue them.
     pub fn effective_max_in_flight(&self) -> usize {
-        match self.model {
-            ExecutionModel::Threads => self.max_in_flight.min(self.thread_workers),
-            _ => self.max_in_flight,
-        }
+        ModelPlan::resolve(self).max_in_flight
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn models_round_trip_through_their_names() {
-        for m in ExecutionModel::ALL {
-            assert_eq!(m.as_str().parse::<ExecutionModel>().unwrap(), m);
-        }
-        assert!("gevent".parse::<ExecutionModel>().is_err());
-    }
 
     #[test]
     fn validation_names_the_key() {

@@ -10,12 +10,13 @@ use switchyard_io_reactor::{
 };
 use tokio::runtime::Handle;
 
-use crate::config::{EngineConfig, ExecutionModel};
+use crate::config::EngineConfig;
 use crate::context::{CpuPlacement, IoClients, TaskContext};
 use crate::error::Error;
+use crate::model::{CpuSide, Driver, ExecutionModel, ModelPlan};
 use crate::run::{spawn_admission, spawn_workers, Dispatch, RunShared, Running, TaskError, TaskFn};
 use crate::source::Source;
-use crate::telemetry;
+use crate::telemetry::EngineMetrics;
 
 /// Builds an [`Engine`]; [`EngineBuilder::build`] validates everything.
 #[derive(Debug, Default)]
@@ -88,40 +89,41 @@ impl EngineBuilder {
     }
     /// Runs `hybrid` tasks on a runtime the embedding service owns instead of
     /// an engine-owned one. The gevent- and prefork-shaped models always own
-    /// their reactor, since their point is its single thread.
+    /// their reactor, since their point is its single thread (see
+    /// [`ExecutionModel`]).
     pub fn runtime_handle(mut self, handle: Handle) -> Self {
         self.handle = Some(handle);
         self
     }
 
     /// Validates the configuration and starts the reactor (unless attached),
-    /// the CPU pool (`hybrid`) and the stall watchdog.
+    /// the CPU pool (when the model has one) and the stall watchdog.
     pub fn build(self) -> Result<Engine, Error> {
         let config = self.config;
         config.validate()?;
-        let reactor = match (config.model, self.handle) {
-            (ExecutionModel::Hybrid, Some(handle)) => Reactor::attach(handle),
-            (ExecutionModel::Hybrid, None) => {
-                Reactor::new(&ReactorConfig { threads: config.reactor_threads }).map_err(Error::io)?
-            }
-            // One reactor thread: gevent's hub, or the `threads` model's dispatcher.
-            (_, _) => Reactor::new(&ReactorConfig { threads: 1 }).map_err(Error::io)?,
+        let plan = ModelPlan::resolve(&config);
+        let reactor = match self.handle {
+            Some(handle) if plan.host_runtime_allowed => Reactor::attach(handle),
+            _ => Reactor::new(&ReactorConfig { threads: plan.reactor_threads }).map_err(Error::io)?,
         };
-        let cpu = match config.model {
-            ExecutionModel::Hybrid => Some(CpuPool::new(&config.cpu).map_err(Error::cpu)?),
-            _ => None,
+        let cpu = match plan.cpu {
+            CpuSide::Pool => Some(CpuPool::new(&config.cpu).map_err(Error::cpu)?),
+            CpuSide::Inline => None,
         };
         let watchdog = StallWatchdog::start(reactor.handle(), &config.watchdog).map_err(Error::io)?;
-        telemetry::engine_started(config.effective_max_in_flight());
-        Ok(Engine { inner: Arc::new(Inner { config, reactor, cpu, watchdog }) })
+        let metrics = Arc::new(EngineMetrics::new());
+        metrics.engine_started(plan.max_in_flight);
+        Ok(Engine { inner: Arc::new(Inner { config, plan, reactor, cpu, watchdog, metrics }) })
     }
 }
 
 struct Inner {
     config: EngineConfig,
+    plan: ModelPlan,
     reactor: Reactor,
     cpu: Option<CpuPool>,
     watchdog: StallWatchdog,
+    metrics: Arc<EngineMetrics>,
 }
 
 /// The task engine: a reactor for every wait, a CPU pool for every CPU step,
@@ -140,6 +142,16 @@ impl Engine {
     /// The validated configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The execution model tasks run under.
+    pub fn model(&self) -> ExecutionModel {
+        self.inner.config.model
+    }
+
+    /// Most tasks admitted at once under this engine's model.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.plan.max_in_flight
     }
 
     /// The reactor runtime tasks run on (the admission reactor under `threads`).
@@ -177,25 +189,26 @@ impl Engine {
         Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
     {
         let task: TaskFn<S::Item> = Arc::new(move |cx, item| Box::pin(task(cx, item)));
-        let config = &self.inner.config;
+        let (config, plan) = (&self.inner.config, self.inner.plan);
         let handle = self.handle().clone();
+        let shared = RunShared::new(self.inner.metrics.clone());
         let (mut mysql, mut workers) = (None, None);
-        let dispatch = match config.model {
-            ExecutionModel::Threads => {
-                let (queue, gone) = spawn_workers(config).await?;
+        let dispatch = match plan.driver {
+            Driver::Workers(count) => {
+                let (queue, gone) = spawn_workers(config, count).await?;
                 workers = Some(gone);
                 Dispatch::Workers(queue)
             }
-            model => {
+            Driver::Reactor => {
                 let cfg = config.clone();
                 let io = handle
                     .spawn(async move { IoClients::connect(&cfg).await })
                     .await
                     .map_err(|_| Error::closed())??;
                 mysql = io.mysql.clone();
-                let placement = match (model, &self.inner.cpu) {
-                    (ExecutionModel::Hybrid, Some(pool)) => CpuPlacement::Pool(pool.clone()),
-                    _ => CpuPlacement::Inline,
+                let placement = match &self.inner.cpu {
+                    Some(pool) => CpuPlacement::Pool(pool.clone()),
+                    None => CpuPlacement::Inline,
                 };
                 Dispatch::Spawn {
                     handle: handle.clone(),
@@ -205,8 +218,7 @@ impl Engine {
                 }
             }
         };
-        let shared = RunShared::new();
-        spawn_admission(&handle, source, task, dispatch, config.effective_max_in_flight(), shared.clone());
+        spawn_admission(&handle, source, task, dispatch, plan.max_in_flight, shared.clone());
         Ok(Running::new(shared, mysql, workers))
     }
 

@@ -34,27 +34,31 @@
 //! The same task code runs under three [`ExecutionModel`]s: `hybrid` (the
 //! product), `reactor-only` (gevent's shape) and `threads` (prefork's shape),
 //! which is how the benchmarks compare them.
+//!
+//! This crate is the engine alone: it never installs a metrics recorder, a
+//! tracing subscriber or a global runtime, and it has no command line. The
+//! `prometheus` feature (off by default) adds
+//! [`telemetry::prometheus`], which puts Switchyard's histogram buckets and
+//! help texts on a host's own Prometheus exporter.
 
 mod config;
 mod context;
-pub mod demo;
 mod engine;
 mod error;
-pub mod http_server;
 mod io;
-pub mod pz1;
+mod model;
 mod run;
-pub mod service;
 pub mod source;
 pub mod telemetry;
 
 pub use config::{
-    EngineConfig, ExecutionModel, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS,
-    DEFAULT_SHUTDOWN_DEADLINE_MS, DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    EngineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS, DEFAULT_SHUTDOWN_DEADLINE_MS,
+    DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
 };
 pub use context::TaskContext;
 pub use engine::{Engine, EngineBuilder};
 pub use error::Error;
+pub use model::{ExecutionModel, ModelSpec};
 pub use run::{FailureRecord, RunReport, RunStats, Running, TaskError};
 pub use source::{Delivery, MemoryProducer, MemorySource, Settle, Source};
 

@@ -12,6 +12,10 @@
 //!   thread, that measures reactor lag and reports stalls with the stage that
 //!   was running.
 //!
+//! - [`ProcessSample`]: the process's own memory and CPU time, from `/proc`.
+//! - `server` (feature `server`, off by default): a small HTTP/1.1 server for
+//!   the service's endpoints and loopback test upstreams.
+//!
 //! This crate never sees the CPU pool: only the engine composes the two.
 //!
 //! Each component emits the reactor, HTTP, MySQL and Redis metrics of the
@@ -23,8 +27,11 @@ mod config;
 mod error;
 mod http;
 mod mysql;
+mod process;
 mod redis_client;
 mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_services;
@@ -41,6 +48,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use http::{HttpClient, HttpResponse};
 pub use mysql::{MysqlPool, PoolStatus};
+pub use process::ProcessSample;
 pub use redis_client::RedisClient;
 pub use runtime::Reactor;
 pub use watchdog::{StageGuard, StallWatchdog, WatchdogStats};

@@ -4,10 +4,7 @@
 //!
 //! - the [metric catalogue](catalogue): the one place a metric name, its
 //!   kind, unit, help text, labels and histogram buckets are written down;
-//! - task outcomes and the time split every task reports;
-//! - [workload PZ-1](pz1): its parameters, schedule, upstream delays and
-//!   data, the transform (canonical form and fingerprint), ideal latency and
-//!   the report every model and peer prints.
+//! - task outcomes and the time split every task reports.
 //!
 //! Other crates refer to metrics only through the constants of
 //! [`catalogue`], so a dashboard, an alert rule and the code can be checked
@@ -15,7 +12,6 @@
 
 pub mod catalogue;
 mod outcome;
-pub mod pz1;
 
 pub use catalogue::{LabelDef, LabelValues, MetricDef, MetricKind, Unit, CATALOGUE};
 pub use outcome::{TaskOutcome, TaskTimes};

@@ -28,6 +28,11 @@ impl TaskOutcome {
         TaskOutcome::Abandoned,
     ];
 
+    /// The outcome's position in [`TaskOutcome::ALL`], for per-outcome arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The Prometheus label value.
     pub const fn as_label(self) -> &'static str {
         match self {
@@ -98,5 +103,8 @@ mod tests {
     fn labels_are_distinct() {
         let labels: std::collections::HashSet<_> = TaskOutcome::ALL.iter().map(|o| o.as_label()).collect();
         assert_eq!(labels.len(), TaskOutcome::ALL.len());
+        for (i, outcome) in TaskOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), i);
+        }
     }
 }

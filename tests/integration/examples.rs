@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use switchyard::protocol::pz1::{canonical, canonical_json, fingerprint, Event};
-use switchyard::service::{prepare_item, ServiceConfig};
+use switchyard_pipeline::{fingerprint, prepare_item};
+use switchyard_pz1::{canonical, canonical_json, Event};
+use switchyard_service::ServiceConfig;
 
 fn example(name: &str) -> ServiceConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);

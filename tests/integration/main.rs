@@ -11,4 +11,5 @@ mod peers;
 mod pz1;
 mod service;
 mod services;
+mod support;
 mod thesis;

@@ -5,21 +5,24 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use switchyard::demo::{demo_task, DemoUpstream};
+use std::net::SocketAddr;
+
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, HttpClient, HttpConfig, MysqlConfig, RedisConfig};
 use switchyard::protocol::catalogue::CATALOGUE;
-use switchyard::service::{run_service, Endpoints, RunLimits, ServiceConfig};
-use switchyard::telemetry::install_prometheus;
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard_pz1::Pz1Upstream;
+use switchyard_service::{install_prometheus, run_service, Endpoints, RunLimits, ServiceConfig};
 use switchyard_tests::{burn, exclusive, mysql_url, redis_url, services_required};
+
+use crate::support::{fetch_and_digest, poll_url};
 
 #[test]
 fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
     let (Some(mysql), Some(redis_url)) = (mysql_url(), redis_url()) else { return };
     let _cores = exclusive();
     let metrics = install_prometheus().expect("the only recorder this test binary installs");
-    let upstream = DemoUpstream::start().unwrap();
+    let upstream = Pz1Upstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
 
     // Hybrid: HTTP, CPU pool, MySQL, Redis, a panicking job, a failing request.
     let engine = Engine::builder()
@@ -32,9 +35,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
         .unwrap();
     let (producer, source) = MemorySource::bounded(16);
     for i in 0..8 {
-        producer
-            .try_send(format!("{}/records?n=5&delay_ms=5", upstream.base_url()), format!("ok-{i}"))
-            .unwrap();
+        producer.try_send(poll_url(&upstream.base_url(), 5, 5), format!("ok-{i}")).unwrap();
     }
     producer.try_send("panic".to_string(), "panics").unwrap();
     producer.try_send("http://127.0.0.1:1/".to_string(), "refused").unwrap();
@@ -46,7 +47,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
                     if url == "panic" {
                         cx.cpu(|| panic!("smoke panic")).await?;
                     }
-                    demo_task(cx.clone(), url, 10).await?;
+                    fetch_and_digest(cx.clone(), url, 10).await?;
                     let _: i64 = cx.redis()?.query(redis::cmd("INCR").arg("switchyard:smoke")).await?;
                     let one: Option<u8> = cx
                         .mysql()?
@@ -89,7 +90,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
             drop(blockers);
             // A request over the body cap.
             let tiny = HttpClient::new(&HttpConfig { max_body_bytes: 10, ..HttpConfig::default() }).unwrap();
-            let url = format!("{}/records?n=50", upstream.base_url());
+            let url = poll_url(&upstream.base_url(), 50, 0);
             assert!(tiny.get(&url).await.unwrap_err().is_body_too_large());
         })
         .unwrap();

@@ -5,9 +5,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard::demo::{demo_task, DemoUpstream};
+use std::net::SocketAddr;
+
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard_pz1::Pz1Upstream;
 use switchyard_tests::exclusive;
+
+use crate::support::{fetch_and_digest, poll_url};
 
 #[test]
 fn one_task_function_gives_the_same_results_under_all_three_models() {
@@ -81,20 +85,18 @@ fn the_threads_model_runs_exactly_one_task_per_worker() {
 }
 
 #[test]
-fn the_built_in_demo_task_runs_against_its_loopback_upstream() {
-    let upstream = DemoUpstream::start().unwrap();
+fn a_fetch_and_digest_task_runs_against_the_loopback_upstream() {
+    let upstream = Pz1Upstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let engine = Engine::builder().cpu_threads(1).build().unwrap();
     let (producer, source) = MemorySource::bounded(11);
     for i in 0..10 {
-        producer
-            .try_send(format!("{}/records?n=20&delay_ms=10", upstream.base_url()), format!("demo-{i}"))
-            .unwrap();
+        producer.try_send(poll_url(&upstream.base_url(), 20, 10), format!("digest-{i}")).unwrap();
     }
     producer.try_send(format!("{}/missing", upstream.base_url()), "broken").unwrap();
     drop(producer);
     let report = engine
         .block_on(async {
-            let running = engine.start(source, |cx, url| demo_task(cx, url, 10)).await.unwrap();
+            let running = engine.start(source, |cx, url| fetch_and_digest(cx, url, 10)).await.unwrap();
             let report = running.finished().await;
             (report, running.recent_failures())
         })

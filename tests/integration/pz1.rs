@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, HttpConfig, MysqlConfig, MysqlPool, RedisClient, RedisConfig};
-use switchyard::protocol::pz1::{poll_event_ids, Params};
-use switchyard::pz1::{
-    EmbeddedStores, Fault, FaultTarget, Pz1Pipeline, Pz1Poll, Pz1Upstream, Stores, PZ_RUNS_TABLE,
-};
 use switchyard::{Engine, MemorySource, RunReport, TaskContext, TaskError};
+use switchyard_pipeline::{create_runs_table, MemoryStores, Pipeline, PollJob, Stores};
+use switchyard_pz1::{poll_event_ids, pz1_pipeline, Fault, FaultTarget, Params, Pz1Upstream, PZ_RUNS_TABLE};
 use switchyard_tests::{mysql_url, redis_url, unique};
 
 fn upstream() -> Pz1Upstream {
@@ -25,22 +23,22 @@ fn fast_params() -> Params {
 
 /// Runs the given polls one after another (a zap's polls are serial) and
 /// returns each run's report.
-fn run_polls(engine: &Engine, pipeline: &Arc<Pz1Pipeline>, polls: &[(&str, u64)]) -> Vec<RunReport> {
+fn run_polls(engine: &Engine, pipeline: &Arc<Pipeline>, polls: &[(&str, u64)]) -> Vec<RunReport> {
     polls
         .iter()
         .map(|&(zap, seq)| {
             let (producer, source) = MemorySource::bounded(1);
-            let poll = Pz1Poll { zap: zap.to_string(), seq, release: std::time::Instant::now() };
+            let poll = PollJob { trigger: zap.to_string(), seq, released_at: std::time::Instant::now() };
             producer.try_send(poll, format!("{zap}/{seq}")).unwrap();
             drop(producer);
             let pipeline = pipeline.clone();
             engine
                 .block_on(async {
                     let running = engine
-                        .start(source, move |cx: TaskContext, poll: Pz1Poll| {
+                        .start(source, move |cx: TaskContext, poll: PollJob| {
                             let pipeline = pipeline.clone();
                             async move {
-                                pipeline.run(&cx, &poll).await?;
+                                pipeline.poll(&cx, &poll).await?;
                                 Ok::<_, TaskError>(())
                             }
                         })
@@ -66,7 +64,7 @@ fn check_dedup_semantics(
 ) -> Vec<RunReport> {
     let up = upstream();
     let params = fast_params();
-    let pipeline = Pz1Pipeline::new(up.base_url(), params.clone(), stores, run_id);
+    let pipeline = pz1_pipeline("pz1", up.base_url(), &params, stores, run_id);
     let zap = "z5";
 
     let first = run_polls(engine, &pipeline, &[(zap, 1)]);
@@ -100,12 +98,12 @@ fn check_dedup_semantics(
 #[test]
 fn dedup_with_embedded_stores_seeds_fires_fresh_and_retries_failed_actions() {
     let engine = Engine::builder().cpu_threads(1).build().unwrap();
-    let embedded = EmbeddedStores::new();
-    let probe = embedded.clone();
-    check_dedup_semantics(&engine, Stores::Embedded(embedded.clone()), "embedded", move |zap, id| {
+    let memory = MemoryStores::new();
+    let probe = memory.clone();
+    check_dedup_semantics(&engine, Stores::memory(memory.clone()), "embedded", move |zap, id| {
         probe.is_seen(zap, id)
     });
-    let rows = embedded.rows();
+    let rows = memory.records();
     assert_eq!(
         rows.iter().map(|r| (r.seq, r.status, r.new_items)).collect::<Vec<_>>(),
         vec![(1, "ok", 0), (2, "ok", 2), (3, "action_failed", 0), (4, "ok", 4)]
@@ -126,19 +124,13 @@ fn dedup_with_real_redis_and_mysql_records_every_run() {
     let probe_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let probe = probe_runtime.block_on(RedisClient::connect(&RedisConfig::new(&redis_url))).unwrap();
     let pool = MysqlPool::new(&MysqlConfig::new(&mysql));
-    probe_runtime
-        .block_on(
-            pool.as_ref()
-                .unwrap()
-                .with_conn(|c| Box::pin(c.query_drop(switchyard::pz1::runs_table_ddl(PZ_RUNS_TABLE)))),
-        )
-        .unwrap();
+    probe_runtime.block_on(create_runs_table(pool.as_ref().unwrap(), PZ_RUNS_TABLE)).unwrap();
     let key_prefix = prefix.clone();
     let is_seen = |zap: &str, id: &str| -> bool {
         let cmd = redis::cmd("SISMEMBER").arg(format!("{key_prefix}{zap}")).arg(id).clone();
         probe_runtime.block_on(probe.query::<bool>(&cmd)).unwrap()
     };
-    let stores = Stores::External { key_prefix: prefix.clone(), runs_table: PZ_RUNS_TABLE.to_string() };
+    let stores = Stores::redis_mysql(prefix.clone(), PZ_RUNS_TABLE);
     let run_id = unique("dedup");
     check_dedup_semantics(&engine, stores, &run_id, is_seen);
     let query = format!("SELECT seq, status, new_items FROM pz_runs WHERE run_id = '{run_id}' ORDER BY seq");
@@ -164,9 +156,9 @@ fn bad_upstream_input_fails_only_its_task_with_a_clear_recorded_error() {
         .http(HttpConfig { request_timeout_ms: 500, max_body_bytes: 1024 * 1024, ..HttpConfig::default() })
         .build()
         .unwrap();
-    let embedded = EmbeddedStores::new();
+    let memory = MemoryStores::new();
     let pipeline =
-        Pz1Pipeline::new(up.base_url(), fast_params(), Stores::Embedded(embedded.clone()), "faults");
+        pz1_pipeline("pz1", up.base_url(), &fast_params(), Stores::memory(memory.clone()), "faults");
     let faults = [
         Fault::InvalidJson,
         Fault::MissingField,
@@ -185,7 +177,7 @@ fn bad_upstream_input_fails_only_its_task_with_a_clear_recorded_error() {
     let failed: u64 = reports.iter().map(|r| r.stats.failed).sum();
     let ok: u64 = reports.iter().map(|r| r.stats.ok).sum();
     assert_eq!((failed, ok), (5, 3));
-    let rows = embedded.rows();
+    let rows = memory.records();
     let errors: Vec<(&str, String)> =
         rows.iter().filter(|r| r.status != "ok").map(|r| (r.status, r.error.clone().unwrap())).collect();
     assert_eq!(errors.len(), 5, "every failure is recorded: {rows:?}");

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use switchyard::http_server::{respond, Handler, ServerThread};
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{MysqlConfig, MysqlPool, RedisConfig};
-use switchyard::service::{run_service, Endpoints, RunLimits, ServiceConfig, SERVICE_RUNS_TABLE};
 use switchyard::Engine;
+use switchyard_io_reactor::server::{respond, Handler, ServerThread};
+use switchyard_service::{run_service, Endpoints, RunLimits, ServiceConfig, SERVICE_RUNS_TABLE};
 use switchyard_tests::{mysql_url, redis_url, unique};
 use tokio_util::sync::CancellationToken;
 

@@ -110,6 +110,6 @@ fn a_database_that_is_down_fails_start_not_the_first_task() {
             tokio::time::timeout(Duration::from_secs(10), start).await
         })
         .unwrap();
-    let err = started.expect("start must not hang").err().expect("redis is down");
+    let err = started.expect("start must not hang").expect_err("redis is down");
     assert!(err.to_string().contains("redis") || err.to_string().contains("connect"), "{err}");
 }

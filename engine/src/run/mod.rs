@@ -27,6 +27,8 @@ use switchyard_protocol::TaskOutcome;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::EngineMetrics;
+
 pub(crate) use admission::{spawn_admission, Dispatch};
 pub use task::TaskError;
 pub(crate) use task::{run_task, TaskFn};
@@ -99,10 +101,11 @@ pub(crate) struct RunShared {
     pub(crate) stop_intake: CancellationToken,
     /// Cancelled to abandon tasks still running after the deadline.
     pub(crate) abort: CancellationToken,
+    pub(crate) metrics: Arc<EngineMetrics>,
 }
 
 impl RunShared {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(metrics: Arc<EngineMetrics>) -> Arc<Self> {
         Arc::new(RunShared {
             started: Instant::now(),
             admitted: AtomicU64::new(0),
@@ -117,6 +120,7 @@ impl RunShared {
             done: watch::Sender::new(false),
             stop_intake: CancellationToken::new(),
             abort: CancellationToken::new(),
+            metrics,
         })
     }
 
@@ -129,13 +133,13 @@ impl RunShared {
         self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.active.lock().expect("active tasks lock").insert(id, (label.to_string(), Instant::now()));
-        crate::telemetry::task_in_flight(now);
+        self.metrics.in_flight(now);
         id
     }
 
     pub(crate) fn task_settled(&self, id: u64, outcome: TaskOutcome, failure: Option<String>) {
         let label = self.active.lock().expect("active tasks lock").remove(&id).map(|(label, _)| label);
-        self.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         if let (Some(reason), Some(label)) = (failure, label) {
             let mut recent = self.recent_failures.lock().expect("failures lock");
             if recent.len() == RECENT_FAILURES {
@@ -164,7 +168,7 @@ impl RunShared {
     }
 
     fn stats(&self) -> RunStats {
-        let outcome = |o| self.outcomes[outcome_index(o)].load(Ordering::Relaxed);
+        let outcome = |o: TaskOutcome| self.outcomes[o.index()].load(Ordering::Relaxed);
         RunStats {
             admitted: self.admitted.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
@@ -183,10 +187,6 @@ impl RunShared {
         // The sender lives in `self`, so wait_for can only end with the value set.
         let _ = rx.wait_for(|done| *done).await;
     }
-}
-
-fn outcome_index(outcome: TaskOutcome) -> usize {
-    TaskOutcome::ALL.iter().position(|o| *o == outcome).expect("outcome listed in ALL")
 }
 
 /// A started run. Dropping it does not stop the run; call
@@ -291,6 +291,12 @@ impl Running {
             finished_in_time,
             elapsed: self.shared.started.elapsed(),
         }
+    }
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
 

@@ -14,7 +14,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::RunShared;
 use crate::context::{panic_message, CpuTimes, TaskContext};
 use crate::source::Delivery;
-use crate::telemetry;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -125,8 +124,8 @@ pub(crate) async fn run_task<T: Send + 'static>(
 
     let split =
         TaskTimes::from_parts(started.duration_since(available_at), run, times.queue_wait(), times.run());
-    telemetry::task_settled(outcome, run, split);
+    shared.metrics.task_settled(outcome, run, split);
     drop(permit);
     shared.task_settled(id, outcome, failure);
-    telemetry::task_in_flight(shared.in_flight());
+    shared.metrics.in_flight(shared.in_flight());
 }

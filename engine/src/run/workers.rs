@@ -35,13 +35,13 @@ impl WorkersGone {
     }
 }
 
-/// Starts `config.thread_workers` workers; returns the queue feeding them
-/// once every worker has connected its clients, and what tells when they
-/// have all finished.
+/// Starts `workers` worker threads; returns the queue feeding them once
+/// every worker has connected its clients, and what tells when they have
+/// all finished.
 pub(crate) async fn spawn_workers<T: Send + 'static>(
     config: &EngineConfig,
+    workers: usize,
 ) -> Result<(mpsc::Sender<WorkerJob<T>>, WorkersGone), Error> {
-    let workers = config.thread_workers;
     let (tx, rx) = mpsc::channel::<WorkerJob<T>>(workers);
     let rx = Arc::new(Mutex::new(rx));
     let (alive, gone) = mpsc::channel::<()>(1);

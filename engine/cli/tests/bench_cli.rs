@@ -1,0 +1,87 @@
+//! `switchyard bench` end to end: a short, low-rate run of every model
+//! completes every task, prints the spec's keys, and (with real stores)
+//! writes one `pz_runs` row per task.
+
+use std::process::Command;
+
+use switchyard::io_reactor::mysql_async::prelude::Queryable;
+use switchyard::io_reactor::{MysqlConfig, MysqlPool};
+use switchyard_pz1::REPORT_KEYS;
+
+const RATE: u32 = 20;
+const DURATION: u32 = 3;
+const WARMUP: u32 = 1;
+
+fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["bench", "--json", "--models", "hybrid,reactor-only,threads", "--thread-workers", "32"])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &DURATION.to_string(),
+            "--warmup",
+            &WARMUP.to_string(),
+        ])
+        .args(["--drain", "20", "--rounds", "20"])
+        .args(extra)
+        .env_remove("SWITCHYARD_REDIS_URL")
+        .env_remove("SWITCHYARD_MYSQL_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "one JSON line per model: {stdout}\n{stderr}");
+    let measured = u64::from(RATE * (DURATION - WARMUP));
+    for (line, model) in lines.iter().zip(["hybrid", "reactor-only", "threads"]) {
+        let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = REPORT_KEYS.to_vec();
+        expected.sort_unstable();
+        let mut got = keys.clone();
+        got.sort_unstable();
+        assert_eq!(got, expected, "exactly the spec's keys");
+        assert_eq!(line["model"], model);
+        assert_eq!(line["errors"], 0, "{line}\n{stderr}");
+        assert_eq!(line["completed"], measured, "{line}");
+        assert!(line["slowdown_p50"].as_f64().unwrap() >= 0.95, "{line}");
+        assert!(line["peak_rss_mb"].as_f64().unwrap() > 1.0, "{line}");
+        assert!(line["upstream_rps"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    lines
+}
+
+#[test]
+fn a_short_bench_with_embedded_stores_completes_every_task() {
+    bench(&[]);
+}
+
+#[test]
+fn a_short_bench_with_real_redis_and_mysql_writes_a_row_per_task() {
+    let (Some(mysql), Some(redis)) = (switchyard_tests::mysql_url(), switchyard_tests::redis_url()) else {
+        return;
+    };
+    let prefix = format!("clitest-{}-", std::process::id());
+    let key_prefix = format!("pz:clitest:{}:", std::process::id());
+    bench(&[
+        "--mysql-url",
+        &mysql,
+        "--redis-url",
+        &redis,
+        "--run-id-prefix",
+        &prefix,
+        "--key-prefix",
+        &key_prefix,
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pool = MysqlPool::new(&MysqlConfig::new(&mysql)).unwrap();
+    let query = format!("SELECT status, COUNT(*) FROM pz_runs WHERE run_id LIKE '{prefix}%' GROUP BY status");
+    let counts: Vec<(String, u64)> =
+        runtime.block_on(pool.with_conn(move |c| Box::pin(c.query(query)))).unwrap();
+    assert_eq!(
+        counts,
+        vec![("ok".to_string(), 3 * u64::from(RATE * DURATION))],
+        "one ok row per task and model"
+    );
+}

@@ -1,0 +1,283 @@
+//! A pipeline's configuration, as the service's TOML file writes it, and
+//! its validation.
+//!
+//! Unknown keys are errors; every error names the key to fix
+//! (`pipelines[0].source.url`); URLs and header values may reference the
+//! environment with `${VAR}` ([`Template`]), so secrets stay out of the file
+//! and out of every printout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::template::Template;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    key: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { key: key.into(), message: message.into() }
+    }
+
+    /// The key at fault (`pipelines[0].source.url`), or the file for parse errors.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Default most items one poll may return before it is refused.
+pub const DEFAULT_MAX_ITEMS_PER_POLL: usize = 10_000;
+/// Default webhook delivery attempts per item and poll.
+pub const DEFAULT_ACTION_MAX_ATTEMPTS: u32 = 4;
+/// Default first retry delay of a webhook delivery.
+pub const DEFAULT_ACTION_INITIAL_BACKOFF_MS: u64 = 200;
+/// Default longest retry delay of a webhook delivery.
+pub const DEFAULT_ACTION_MAX_BACKOFF_MS: u64 = 5_000;
+
+/// One polling trigger: fetch, transform, deduplicate, deliver, record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name: letters, digits, `-` and `_` (a metric label and a key part).
+    pub name: String,
+    /// Where items come from.
+    pub source: SourceConfig,
+    /// Transform steps, applied in order to every item.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// Where new items go.
+    pub action: ActionConfig,
+}
+
+/// The polled API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `http(s)://...`; `{seq}` is replaced by the poll's number (from 1).
+    pub url: Template,
+    /// Request headers; values may reference the environment (`${TOKEN}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    /// Time between polls.
+    pub poll_interval_ms: u64,
+    /// JSON pointer to the array of items (`""` when the body is the array).
+    #[serde(default)]
+    pub items_pointer: String,
+    /// The field holding each item's id (string or integer).
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+    /// The API lists items newest first (then actions fire in reverse, oldest first).
+    #[serde(default = "default_true")]
+    pub newest_first: bool,
+    /// Most items one poll may return; more is an error, not a truncation.
+    #[serde(default = "default_max_items")]
+    pub max_items: usize,
+    /// The very first poll (no dedup state yet) marks what it finds as seen
+    /// and delivers nothing, so switching a pipeline on does not replay an
+    /// API's history. Later polls, and restarts with state in Redis, deliver.
+    #[serde(default = "default_true")]
+    pub seed_on_first_poll: bool,
+}
+
+fn default_id_field() -> String {
+    "id".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_items() -> usize {
+    DEFAULT_MAX_ITEMS_PER_POLL
+}
+
+/// One named transform step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepConfig {
+    /// Strip leading and trailing white space.
+    Trim {
+        /// The string field.
+        field: String,
+    },
+    /// Lower-case a string, or every string of an array.
+    LowerCase {
+        /// The field.
+        field: String,
+    },
+    /// Replace every run of white space with one space.
+    CollapseWhitespace {
+        /// The string field.
+        field: String,
+    },
+    /// Parse a decimal amount ("12.05") into integer cents (1205).
+    DecimalToCents {
+        /// The string field.
+        field: String,
+        /// Where the cents go (the source field is removed); default: in place.
+        #[serde(default)]
+        into: Option<String>,
+    },
+    /// Sort an array of strings and drop duplicates.
+    SortDedupe {
+        /// The array field.
+        field: String,
+    },
+    /// Fingerprint the item: SHA-256 of its canonical JSON, chained `rounds` times.
+    Fingerprint {
+        /// Rounds (at least 1).
+        rounds: u32,
+    },
+}
+
+/// The webhook new items are delivered to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// `http(s)://...`, POSTed `{"id", "fingerprint", "item"}` as JSON.
+    pub url: Template,
+    /// Request headers; values may reference the environment.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    /// Delivery attempts per item and poll; an item still failing stays
+    /// unseen and is tried again on the next poll.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_ACTION_MAX_ATTEMPTS
+}
+fn default_initial_backoff_ms() -> u64 {
+    DEFAULT_ACTION_INITIAL_BACKOFF_MS
+}
+fn default_max_backoff_ms() -> u64 {
+    DEFAULT_ACTION_MAX_BACKOFF_MS
+}
+
+/// `url` with any password replaced by `***`, unless it is a `${VAR}`
+/// template (which shows no secret as written).
+pub fn redact_url_template(url: &str) -> String {
+    if url.contains("${") {
+        return url.to_string();
+    }
+    switchyard::io_reactor::redact_url(url)
+}
+
+impl PipelineConfig {
+    /// Checks every value, resolving `${VAR}` references to prove they are
+    /// set; `key` names the pipeline in errors (`pipelines[0]`).
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(ConfigError::new(format!("{key}.name"), "use 1-64 letters, digits, '-' or '_'"));
+        }
+        check_url(&self.source.url, &format!("{key}.source.url"))?;
+        check_url(&self.action.url, &format!("{key}.action.url"))?;
+        for (name, value) in &self.source.headers {
+            value.resolve(&format!("{key}.source.headers.{name}"))?;
+        }
+        for (name, value) in &self.action.headers {
+            value.resolve(&format!("{key}.action.headers.{name}"))?;
+        }
+        if self.source.poll_interval_ms == 0 {
+            return Err(ConfigError::new(format!("{key}.source.poll_interval_ms"), "must be at least 1"));
+        }
+        if !(self.source.items_pointer.is_empty() || self.source.items_pointer.starts_with('/')) {
+            return Err(ConfigError::new(
+                format!("{key}.source.items_pointer"),
+                "a JSON pointer starts with '/'",
+            ));
+        }
+        if self.source.max_items == 0 {
+            return Err(ConfigError::new(format!("{key}.source.max_items"), "must be at least 1"));
+        }
+        if self.action.max_attempts == 0 || self.action.max_attempts > 20 {
+            return Err(ConfigError::new(format!("{key}.action.max_attempts"), "must be 1 to 20"));
+        }
+        if self.action.initial_backoff_ms > self.action.max_backoff_ms {
+            return Err(ConfigError::new(
+                format!("{key}.action.initial_backoff_ms"),
+                "exceeds max_backoff_ms",
+            ));
+        }
+        let fingerprints: Vec<usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, StepConfig::Fingerprint { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        match fingerprints.as_slice() {
+            [] => {}
+            [i] if *i + 1 == self.steps.len() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{key}.steps"),
+                    "one fingerprint step at most, and last",
+                ))
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            if let StepConfig::Fingerprint { rounds: 0 } = step {
+                return Err(ConfigError::new(format!("{key}.steps[{i}].rounds"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as it may be shown (`check-config`, logs): `${VAR}`
+    /// references as written, literal header values and URL passwords
+    /// replaced by `***`.
+    pub fn redacted(&self) -> PipelineConfig {
+        let mut shown = self.clone();
+        for headers in [&mut shown.source.headers, &mut shown.action.headers] {
+            for value in headers.values_mut() {
+                if !value.has_references() {
+                    *value = Template::new("***");
+                }
+            }
+        }
+        shown.source.url = Template::new(redact_url_template(shown.source.url.as_written()));
+        shown.action.url = Template::new(redact_url_template(shown.action.url.as_written()));
+        shown
+    }
+
+    /// Rounds of the fingerprint step (1 when there is none).
+    pub fn fingerprint_rounds(&self) -> u32 {
+        crate::steps::fingerprint_rounds(&self.steps)
+    }
+}
+
+fn check_url(url: &Template, key: &str) -> Result<(), ConfigError> {
+    let resolved = url.resolve(key)?.replace("{seq}", "1");
+    let parsed: Result<http::Uri, _> = resolved.parse();
+    match parsed {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Ok(()),
+        _ => Err(ConfigError::new(key, "expected an http:// or https:// URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,57 @@
+use super::*;
+
+const PIPELINE: &str = r#"
+    name = "orders"
+    [source]
+    url = "https://api.example.com/orders?page={seq}"
+    headers = { Authorization = "Bearer ${SY_PIPELINE_TEST_TOKEN}", Accept = "application/json" }
+    poll_interval_ms = 1000
+    items_pointer = "/data"
+    [[steps]]
+    step = "trim"
+    field = "email"
+    [[steps]]
+    step = "fingerprint"
+    rounds = 3
+    [action]
+    url = "https://user:pa%2Fss@hooks.example.com/in"
+"#;
+
+fn parse(text: &str) -> PipelineConfig {
+    toml::from_str(text).unwrap()
+}
+
+#[test]
+fn a_full_pipeline_parses_validates_and_redacts() {
+    std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
+    let config = parse(PIPELINE);
+    config.validate("pipelines[0]").unwrap();
+    assert_eq!(config.fingerprint_rounds(), 3);
+    assert_eq!(config.action.max_attempts, DEFAULT_ACTION_MAX_ATTEMPTS);
+    let shown = config.redacted();
+    assert_eq!(shown.source.headers["Authorization"].as_written(), "Bearer ${SY_PIPELINE_TEST_TOKEN}");
+    assert_eq!(shown.source.headers["Accept"].as_written(), "***", "literal header values are redacted");
+    assert!(!shown.action.url.as_written().contains("pa%2Fss"), "{:?}", shown.action.url);
+}
+
+#[test]
+fn errors_name_the_key() {
+    std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
+    let unknown = toml::from_str::<PipelineConfig>(&PIPELINE.replace("poll_interval_ms", "poll_interval"));
+    assert!(unknown.unwrap_err().to_string().contains("poll_interval"));
+    let bad_url = parse(&PIPELINE.replace("https://user:pa%2Fss@hooks.example.com/in", "ftp://x"));
+    assert_eq!(bad_url.validate("pipelines[0]").unwrap_err().key(), "pipelines[0].action.url");
+    let missing = parse(&PIPELINE.replace("SY_PIPELINE_TEST_TOKEN", "SY_PIPELINE_TEST_UNSET"));
+    let err = missing.validate("pipelines[0]").unwrap_err();
+    assert_eq!(err.key(), "pipelines[0].source.headers.Authorization");
+    assert!(err.to_string().contains("SY_PIPELINE_TEST_UNSET is not set"), "{err}");
+    let zero_rounds = parse(&PIPELINE.replace("rounds = 3", "rounds = 0"));
+    assert_eq!(zero_rounds.validate("p").unwrap_err().key(), "p.steps[1].rounds");
+    let bad_name = parse(&PIPELINE.replace("\"orders\"", "\"or ders\""));
+    assert_eq!(bad_name.validate("p").unwrap_err().key(), "p.name");
+    let fingerprint_first = PIPELINE.replace(
+        "[[steps]]\n    step = \"trim\"\n    field = \"email\"\n    [[steps]]\n    step = \"fingerprint\"\n    rounds = 3",
+        "[[steps]]\n    step = \"fingerprint\"\n    rounds = 3\n    [[steps]]\n    step = \"trim\"\n    field = \"email\"",
+    );
+    assert_eq!(parse(&fingerprint_first).validate("p").unwrap_err().key(), "p.steps");
+}

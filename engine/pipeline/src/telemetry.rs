@@ -1,0 +1,59 @@
+//! The pipeline metrics: the only place this crate touches the `metrics`
+//! facade. Handles are resolved once per pipeline (its name is the
+//! `pipeline` label), so a poll pays for atomic updates only.
+
+// The one place this crate may use the raw metrics macros (see clippy.toml).
+#![allow(clippy::disallowed_macros)]
+
+use metrics::{counter, Counter};
+use switchyard::protocol::catalogue::{PIPELINE_ITEMS_DELIVERED, PIPELINE_POLLS};
+
+/// The `outcome` values of `PIPELINE_POLLS`, in the order of
+/// [`PipelineMetrics::polls`].
+const POLL_OUTCOMES: [&str; 2] = ["ok", "failed"];
+
+pub(crate) struct PipelineMetrics {
+    polls: [Counter; 2],
+    delivered: Counter,
+}
+
+impl PipelineMetrics {
+    pub(crate) fn new(pipeline: &str) -> Self {
+        let name = pipeline.to_string();
+        PipelineMetrics {
+            polls: POLL_OUTCOMES.map(
+                |outcome| counter!(PIPELINE_POLLS.name, "pipeline" => name.clone(), "outcome" => outcome),
+            ),
+            delivered: counter!(PIPELINE_ITEMS_DELIVERED.name, "pipeline" => name),
+        }
+    }
+
+    pub(crate) fn polled(&self, ok: bool, delivered: u32) {
+        self.polls[usize::from(!ok)].increment(1);
+        self.delivered.increment(u64::from(delivered));
+    }
+}
+
+impl std::fmt::Debug for PipelineMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineMetrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard::protocol::catalogue::LabelValues;
+
+    #[test]
+    fn labels_are_the_catalogue_ones() {
+        let names: Vec<_> = PIPELINE_POLLS.labels.iter().map(|l| l.name).collect();
+        assert_eq!(names, ["pipeline", "outcome"]);
+        let Some(LabelValues::Closed(outcomes)) = PIPELINE_POLLS.label("outcome").map(|l| l.values) else {
+            panic!("outcome is a closed set")
+        };
+        assert_eq!(outcomes, POLL_OUTCOMES);
+        let names: Vec<_> = PIPELINE_ITEMS_DELIVERED.labels.iter().map(|l| l.name).collect();
+        assert_eq!(names, ["pipeline"]);
+    }
+}

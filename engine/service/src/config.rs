@@ -1,0 +1,229 @@
+//! The service's configuration file (TOML) and its validation.
+//!
+//! Precedence: built-in defaults < the TOML file < `SWITCHYARD_*`
+//! environment < command-line flags (the binary applies the last two).
+//! Unknown keys are errors; every error names the key to fix; values may
+//! reference the environment with `${VAR}` (secrets stay out of the file
+//! and out of every printout).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use switchyard::EngineConfig;
+use switchyard_pipeline::{redact_url_template, ConfigError, PipelineConfig, Template};
+use switchyard_pz1::Params;
+
+use crate::endpoints::DEFAULT_LISTEN_ADDR;
+
+/// Default poll period of the built-in PZ-1 zaps.
+pub const DEFAULT_PZ1_POLL_PERIOD_MS: u64 = 2_000;
+/// Default number of built-in PZ-1 zaps (50 polls a second).
+pub const DEFAULT_PZ1_ZAPS: u64 = 100;
+
+/// The whole service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Address of `/metrics`, `/healthz` and `/status` (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The engine: model, bounds, HTTP, MySQL, Redis, watchdog.
+    pub engine: EngineConfig,
+    /// The built-in PZ-1 zaps, run when no pipeline is configured.
+    pub pz1: Pz1Default,
+    /// Polling pipelines; when empty the built-in PZ-1 zaps run instead.
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: DEFAULT_LISTEN_ADDR,
+            engine: EngineConfig::default(),
+            pz1: Pz1Default::default(),
+            pipelines: Vec::new(),
+        }
+    }
+}
+
+/// The embedded default: PZ-1 zaps polled on a schedule against an
+/// in-process upstream, with embedded stores unless Redis and MySQL are set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pz1Default {
+    /// Number of zaps.
+    pub zaps: u64,
+    /// Time between two polls of one zap.
+    pub poll_period_ms: u64,
+    /// Events per poll.
+    pub items: u64,
+    /// New events per poll after the first.
+    pub fresh: u64,
+    /// SHA-256 rounds per item.
+    pub rounds: u32,
+    /// Upstream delay scale, milliseconds.
+    pub base_ms: f64,
+    /// Upstream delay tail index.
+    pub alpha: f64,
+    /// Upstream delay cap, milliseconds.
+    pub max_ms: u64,
+}
+
+impl Default for Pz1Default {
+    fn default() -> Self {
+        use switchyard_pz1 as p;
+        Pz1Default {
+            zaps: DEFAULT_PZ1_ZAPS,
+            poll_period_ms: DEFAULT_PZ1_POLL_PERIOD_MS,
+            items: p::DEFAULT_ITEMS,
+            fresh: p::DEFAULT_FRESH,
+            rounds: p::DEFAULT_ROUNDS,
+            base_ms: p::DEFAULT_BASE_MS,
+            alpha: p::DEFAULT_ALPHA,
+            max_ms: p::DEFAULT_MAX_MS,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads a TOML file. A missing file, bad TOML and unknown keys are errors.
+    pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&file, format!("cannot read: {e}")))?;
+        Self::parse(&text).map_err(|e| ConfigError::new(&file, e.to_string()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<ServiceConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks every value, resolving `${VAR}` references to prove they are set.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine.validate().map_err(|e| {
+            let key = e.config_field().map_or("engine".to_string(), |f| format!("engine.{f}"));
+            ConfigError::new(key, e.to_string())
+        })?;
+        self.resolved_engine()?;
+        let p = &self.pz1;
+        if p.zaps == 0 {
+            return Err(ConfigError::new("pz1.zaps", "must be at least 1"));
+        }
+        if p.poll_period_ms == 0 {
+            return Err(ConfigError::new("pz1.poll_period_ms", "must be at least 1"));
+        }
+        self.pz1_params()
+            .validate()
+            .map_err(|e| ConfigError::new(format!("pz1.{}", e.field()), e.to_string()))?;
+        let mut names = std::collections::HashSet::new();
+        for (i, pipeline) in self.pipelines.iter().enumerate() {
+            pipeline.validate(&format!("pipelines[{i}]"))?;
+            if !names.insert(pipeline.name.as_str()) {
+                return Err(ConfigError::new(format!("pipelines[{i}].name"), "duplicate pipeline name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine configuration with `${VAR}` references in store URLs resolved.
+    pub fn resolved_engine(&self) -> Result<EngineConfig, ConfigError> {
+        let mut engine = self.engine.clone();
+        if let Some(mysql) = &mut engine.mysql {
+            mysql.url = Template::new(mysql.url.clone()).resolve("engine.mysql.url")?;
+        }
+        if let Some(redis) = &mut engine.redis {
+            redis.url = Template::new(redis.url.clone()).resolve("engine.redis.url")?;
+        }
+        Ok(engine)
+    }
+
+    /// PZ-1 parameters of the built-in zaps.
+    pub fn pz1_params(&self) -> Params {
+        let p = &self.pz1;
+        Params {
+            rate: p.zaps as f64 * 1000.0 / p.poll_period_ms.max(1) as f64,
+            zaps: Some(p.zaps),
+            items: p.items,
+            fresh: p.fresh,
+            rounds: p.rounds,
+            base_ms: p.base_ms,
+            alpha: p.alpha,
+            max_ms: p.max_ms,
+            ..Params::default()
+        }
+    }
+
+    /// The configuration as TOML for `check-config`: `${VAR}` references as
+    /// written, literal header values and URL passwords replaced by `***`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.pipelines = self.pipelines.iter().map(PipelineConfig::redacted).collect();
+        if let Some(mysql) = &mut shown.engine.mysql {
+            mysql.url = redact_url_template(&mysql.url);
+        }
+        if let Some(redis) = &mut shown.engine.redis {
+            redis.url = redact_url_template(&redis.url);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIPELINE: &str = r#"
+        [[pipelines]]
+        name = "orders"
+        [pipelines.source]
+        url = "https://api.example.com/orders?page={seq}"
+        headers = { Authorization = "Bearer ${SY_TEST_TOKEN}", Accept = "application/json" }
+        poll_interval_ms = 1000
+        items_pointer = "/data"
+        [[pipelines.steps]]
+        step = "trim"
+        field = "email"
+        [[pipelines.steps]]
+        step = "fingerprint"
+        rounds = 3
+        [pipelines.action]
+        url = "http://127.0.0.1:9/hook"
+    "#;
+
+    #[test]
+    fn a_full_file_parses_and_validates() {
+        std::env::set_var("SY_TEST_TOKEN", "t0ken");
+        let config = ServiceConfig::parse(PIPELINE).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.pipelines[0].fingerprint_rounds(), 3);
+        let shown = config.redacted_toml();
+        assert!(shown.contains("${SY_TEST_TOKEN}") && !shown.contains("t0ken"), "{shown}");
+        assert!(shown.contains("Accept = \"***\""), "literal header values are redacted: {shown}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = ServiceConfig::parse("[engine]\nmax_inflight = 3\n").unwrap_err().to_string();
+        assert!(unknown.contains("max_inflight"), "{unknown}");
+        let bad_url = PIPELINE.replace("http://127.0.0.1:9/hook", "ftp://x");
+        std::env::set_var("SY_TEST_TOKEN", "t0ken");
+        let err = ServiceConfig::parse(&bad_url).unwrap().validate().unwrap_err();
+        assert_eq!(err.key(), "pipelines[0].action.url");
+        let missing = PIPELINE.replace("SY_TEST_TOKEN", "SY_TEST_UNSET_VARIABLE");
+        let err = ServiceConfig::parse(&missing).unwrap().validate().unwrap_err();
+        assert_eq!(err.key(), "pipelines[0].source.headers.Authorization");
+        assert!(err.to_string().contains("SY_TEST_UNSET_VARIABLE is not set"));
+        let zero = ServiceConfig::parse("[engine]\nreactor_threads = 0\n").unwrap().validate().unwrap_err();
+        assert_eq!(zero.key(), "engine.reactor_threads");
+        let zero_cpu =
+            ServiceConfig::parse("[engine.cpu]\nthreads = 100000\n").unwrap().validate().unwrap_err();
+        assert_eq!(zero_cpu.key(), "engine.cpu");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_it() {
+        let err = ServiceConfig::load(Path::new("/nonexistent/switchyard.toml")).unwrap_err();
+        assert_eq!(err.key(), "/nonexistent/switchyard.toml");
+    }
+}

@@ -1,0 +1,251 @@
+//! `/status`: what an operator asks first, as JSON: busy against capacity on
+//! both sides, queue depths, the oldest task in flight, per-pipeline counts
+//! and the last failures with their reasons.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use serde::Serialize;
+
+use switchyard::{Engine, Running};
+use switchyard_pipeline::PipelineCounters;
+
+/// One pipeline's counters as reported.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// Configured name (`pz1` for the built-in zaps).
+    pub name: String,
+    /// Polls that finished without error.
+    pub polls_ok: u64,
+    /// Polls that failed.
+    pub polls_failed: u64,
+    /// Items delivered.
+    pub delivered: u64,
+    /// Failed webhook attempts, retries included.
+    pub delivery_failures: u64,
+}
+
+/// Everything `/status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSnapshot {
+    /// Execution model.
+    pub model: String,
+    /// Seconds since the service started.
+    pub uptime_s: f64,
+    /// Task latency p99 over the last 10 to 20 seconds, milliseconds.
+    pub latency_p99_ms: f64,
+    /// Admission side.
+    pub tasks: TaskStatus,
+    /// CPU pool (absent unless `hybrid`).
+    pub cpu: Option<CpuStatus>,
+    /// Reactor health.
+    pub reactor: ReactorStatus,
+    /// MySQL pool occupancy, when there is one pool.
+    pub mysql: Option<MysqlStatus>,
+    /// Per pipeline.
+    pub pipelines: Vec<PipelineStatus>,
+    /// Most recent failures, oldest first.
+    pub recent_failures: Vec<FailureStatus>,
+}
+
+/// Admission and outcomes.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)]
+pub struct TaskStatus {
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub admitted: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub panicked: u64,
+    pub abandoned: u64,
+    /// Age of the longest-running admitted task.
+    pub oldest_in_flight_s: f64,
+}
+
+/// The CPU side.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)]
+pub struct CpuStatus {
+    pub threads: usize,
+    pub busy: usize,
+    pub queued: usize,
+    pub queue_capacity: usize,
+    /// Producers blocked waiting for a queue slot (backpressure).
+    pub waiting_producers: usize,
+    pub completed: u64,
+    pub panicked: u64,
+    pub rejected: u64,
+}
+
+/// The reactor side.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)]
+pub struct ReactorStatus {
+    pub lag_p99_ms: f64,
+    pub max_lag_ms: f64,
+    pub stalls: u64,
+    pub last_stall_stage: Option<&'static str>,
+}
+
+/// MySQL pool occupancy.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)]
+pub struct MysqlStatus {
+    pub in_use: usize,
+    pub waiters: usize,
+    pub max: usize,
+}
+
+/// One recent failure.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)]
+pub struct FailureStatus {
+    pub task: String,
+    pub outcome: &'static str,
+    pub reason: String,
+}
+
+/// Task latencies of the recent past: two 10-second windows, the current
+/// and the one before, so a reading always covers at least 10 seconds.
+#[derive(Debug)]
+pub struct LatencyWindow {
+    windows: Mutex<(Instant, Histogram<u64>, Histogram<u64>)>,
+}
+
+/// Length of one latency window.
+const LATENCY_WINDOW: Duration = Duration::from_secs(10);
+
+impl Default for LatencyWindow {
+    fn default() -> Self {
+        let empty = || Histogram::new_with_bounds(1, 3_600_000, 2).expect("static bounds are valid");
+        LatencyWindow { windows: Mutex::new((Instant::now(), empty(), empty())) }
+    }
+}
+
+impl LatencyWindow {
+    /// Records one task's latency.
+    pub fn record(&self, latency: Duration) {
+        let mut w = self.windows.lock().expect("latency lock");
+        self.rotate(&mut w);
+        w.1.saturating_record(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
+
+    /// p99 of the recent latencies in milliseconds (0 with none).
+    pub fn p99_ms(&self) -> f64 {
+        let mut w = self.windows.lock().expect("latency lock");
+        self.rotate(&mut w);
+        let mut both = w.1.clone();
+        let _ = both.add(&w.2);
+        if both.is_empty() {
+            0.0
+        } else {
+            both.value_at_quantile(0.99) as f64
+        }
+    }
+
+    fn rotate(&self, w: &mut (Instant, Histogram<u64>, Histogram<u64>)) {
+        if w.0.elapsed() >= LATENCY_WINDOW {
+            std::mem::swap(&mut w.1, &mut w.2);
+            w.1.reset();
+            w.0 = Instant::now();
+        }
+    }
+}
+
+/// Where the snapshot's numbers come from.
+#[derive(Debug)]
+pub struct StatusSource {
+    pub(crate) latency: Arc<LatencyWindow>,
+    pub(crate) engine: Engine,
+    pub(crate) running: Arc<Running>,
+    pub(crate) pipelines: Vec<(String, Arc<PipelineCounters>)>,
+    pub(crate) started: Instant,
+}
+
+impl StatusSource {
+    /// Takes a snapshot now.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let run = self.running.stats();
+        let cpu = self.engine.cpu_pool().map(|pool| {
+            let s = pool.stats();
+            CpuStatus {
+                threads: s.threads,
+                busy: s.running,
+                queued: s.queued,
+                queue_capacity: s.queue_capacity,
+                waiting_producers: s.waiting_producers,
+                completed: s.completed,
+                panicked: s.panicked,
+                rejected: s.rejected,
+            }
+        });
+        let watchdog = self.engine.watchdog();
+        let w = watchdog.stats();
+        StatusSnapshot {
+            model: self.engine.model().to_string(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            latency_p99_ms: self.latency.p99_ms(),
+            tasks: TaskStatus {
+                in_flight: run.in_flight,
+                max_in_flight: self.engine.max_in_flight(),
+                admitted: run.admitted,
+                ok: run.ok,
+                failed: run.failed,
+                retried: run.retried,
+                panicked: run.panicked,
+                abandoned: run.abandoned,
+                oldest_in_flight_s: self.running.oldest_in_flight().map_or(0.0, |d| d.as_secs_f64()),
+            },
+            cpu,
+            reactor: ReactorStatus {
+                lag_p99_ms: watchdog.lag_quantile(0.99).as_secs_f64() * 1e3,
+                max_lag_ms: w.max_lag.as_secs_f64() * 1e3,
+                stalls: w.stalls,
+                last_stall_stage: watchdog.last_stall_stage(),
+            },
+            mysql: self.running.mysql_status().map(|m| MysqlStatus {
+                in_use: m.in_use,
+                waiters: m.waiters,
+                max: m.max,
+            }),
+            pipelines: self
+                .pipelines
+                .iter()
+                .map(|(name, c)| PipelineStatus {
+                    name: name.clone(),
+                    polls_ok: c.polls_ok.load(Ordering::Relaxed),
+                    polls_failed: c.polls_failed.load(Ordering::Relaxed),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                    delivery_failures: c.delivery_failures.load(Ordering::Relaxed),
+                })
+                .collect(),
+            recent_failures: self
+                .running
+                .recent_failures()
+                .into_iter()
+                .map(|f| FailureStatus { task: f.label, outcome: f.outcome.as_label(), reason: f.reason })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_window_reports_recent_p99() {
+        let w = LatencyWindow::default();
+        assert_eq!(w.p99_ms(), 0.0);
+        for ms in 1..=100 {
+            w.record(Duration::from_millis(ms));
+        }
+        let p99 = w.p99_ms();
+        assert!((98.0..=100.0).contains(&p99), "{p99}");
+    }
+}
