@@ -46,15 +46,36 @@ fn service_url(var: &str, default: &str, name: &str) -> Option<String> {
 }
 
 fn reachable(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map(|(_, r)| r).ok_or("no scheme")?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = host_port(url).ok_or("the url has no host")?;
     let addr = host_port
         .to_socket_addrs()
         .map_err(|e| format!("{host_port}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host_port}: no address"))?;
     TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(drop).map_err(|e| format!("{addr}: {e}"))
+}
+
+/// `host:port` of a `scheme://[user[:pass]@]host[:port][/...]` URL, with the
+/// scheme's default port; never the credentials, since it ends up in messages.
+fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return None;
+    }
+    let has_port = match host.rfind(']') {
+        Some(bracket) => host[bracket..].contains(':'),
+        None => host.contains(':'),
+    };
+    if has_port {
+        return Some(host.to_string());
+    }
+    let port = match scheme {
+        "mysql" | "mariadb" => 3306,
+        _ => 6379,
+    };
+    Some(format!("{host}:{port}"))
 }
 
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
@@ -84,4 +105,18 @@ pub fn burn(d: Duration) -> u64 {
         }
     }
     std::hint::black_box(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_drops_credentials_and_fills_the_port() {
+        assert_eq!(host_port("mysql://root:pw@db/test").as_deref(), Some("db:3306"));
+        assert_eq!(host_port("redis://:pw@127.0.0.1:6380/0").as_deref(), Some("127.0.0.1:6380"));
+        assert_eq!(host_port("redis://[::1]").as_deref(), Some("[::1]:6379"));
+        assert_eq!(host_port("nonsense"), None);
+        assert_ne!(unique("t"), unique("t"));
+    }
 }

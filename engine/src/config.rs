@@ -7,7 +7,7 @@ use switchyard_cpu_pool::CpuPoolConfig;
 use switchyard_io_reactor::{HttpConfig, MysqlConfig, RedisConfig, WatchdogConfig};
 
 use crate::error::Error;
-use crate::model::{ExecutionModel, ModelPlan};
+use crate::model::{ExecutionModel, ModelPlan, ModelSpec, Sizes, ThreadKnob};
 
 /// Default most tasks admitted at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
@@ -90,7 +90,27 @@ impl EngineConfig {
     /// Tasks admitted at once under the configured model: `threads` runs
     /// one task per worker, so admitting more would only queue them.
     pub fn effective_max_in_flight(&self) -> usize {
-        ModelPlan::resolve(self).max_in_flight
+        self.plan().max_in_flight
+    }
+
+    /// Sets the model of `spec`, and its thread count where it gives one.
+    pub fn apply_model(&mut self, spec: ModelSpec) {
+        self.model = spec.model;
+        match spec.thread_override() {
+            Some((ThreadKnob::CpuThreads, n)) => self.cpu.threads = n,
+            Some((ThreadKnob::ThreadWorkers, n)) => self.thread_workers = n,
+            None => {}
+        }
+    }
+
+    /// What the configured model means for these settings.
+    pub(crate) fn plan(&self) -> ModelPlan {
+        let sizes = Sizes {
+            reactor_threads: self.reactor_threads,
+            max_in_flight: self.max_in_flight,
+            thread_workers: self.thread_workers,
+        };
+        ModelPlan::resolve(self.model, sizes)
     }
 }
 
@@ -107,6 +127,17 @@ mod tests {
         let bad = EngineConfig { redis: Some(RedisConfig::new("http://x")), ..EngineConfig::default() };
         assert_eq!(bad.validate().unwrap_err().config_field(), Some("redis.url"));
         EngineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_model_spec_sets_the_model_and_its_thread_count() {
+        let mut c = EngineConfig::default();
+        c.apply_model("hybrid/1".parse().unwrap());
+        assert_eq!((c.model, c.cpu.threads), (ExecutionModel::Hybrid, 1));
+        c.apply_model("threads/64".parse().unwrap());
+        assert_eq!((c.model, c.thread_workers, c.cpu.threads), (ExecutionModel::Threads, 64, 1));
+        c.apply_model("reactor-only".parse().unwrap());
+        assert_eq!((c.model, c.thread_workers), (ExecutionModel::ReactorOnly, 64));
     }
 
     #[test]

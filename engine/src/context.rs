@@ -120,6 +120,21 @@ impl TaskContext {
     }
 }
 
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cpu = match self.placement {
+            CpuPlacement::Pool(_) => "pool",
+            CpuPlacement::Inline => "inline",
+        };
+        f.debug_struct("TaskContext")
+            .field("cpu", &cpu)
+            .field("attempt", &self.attempt)
+            .field("mysql", &self.io.mysql.is_some())
+            .field("redis", &self.io.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let detail = panic
         .downcast_ref::<&str>()

@@ -101,7 +101,7 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, Error> {
         let config = self.config;
         config.validate()?;
-        let plan = ModelPlan::resolve(&config);
+        let plan = config.plan();
         let reactor = match self.handle {
             Some(handle) if plan.host_runtime_allowed => Reactor::attach(handle),
             _ => Reactor::new(&ReactorConfig { threads: plan.reactor_threads }).map_err(Error::io)?,

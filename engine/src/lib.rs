@@ -58,7 +58,7 @@ pub use config::{
 pub use context::TaskContext;
 pub use engine::{Engine, EngineBuilder};
 pub use error::Error;
-pub use model::{ExecutionModel, ModelSpec};
+pub use model::{ExecutionModel, ModelSpec, ThreadKnob};
 pub use run::{FailureRecord, RunReport, RunStats, Running, TaskError};
 pub use source::{Delivery, MemoryProducer, MemorySource, Settle, Source};
 

@@ -33,8 +33,6 @@ mod runtime;
 #[cfg(feature = "server")]
 pub mod server;
 mod telemetry;
-#[cfg(test)]
-pub(crate) mod test_services;
 mod watchdog;
 
 pub use config::{

@@ -84,6 +84,7 @@ pub async fn serve(listener: TcpListener, max_connections: usize, handler: Handl
 }
 
 /// A server on its own thread and single-thread runtime. Stops when dropped.
+#[derive(Debug)]
 pub struct ServerThread {
     addr: SocketAddr,
     tid: Option<u64>,

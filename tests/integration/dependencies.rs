@@ -203,3 +203,41 @@ fn clippy_disallows_the_raw_metrics_macros() {
     let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
     assert!(manifest.contains("disallowed_macros = \"deny\""), "the lint must be an error, not a warning");
 }
+
+/// `rust-version` must be true to what the lock file needs: no locked
+/// dependency built on this platform may ask for a newer compiler.
+#[test]
+fn the_declared_rust_version_covers_every_locked_dependency() {
+    let version = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("[workspace.package] declares rust-version");
+    let rustc = Command::new("rustc").arg("-vV").output().expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc names its host");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline", "--filter-platform", &host])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let used: std::collections::HashSet<&str> =
+        metadata["resolve"]["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let newer: Vec<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| used.contains(p["id"].as_str().unwrap()))
+        .filter_map(|p| Some((p["name"].as_str()?, p["rust_version"].as_str()?)))
+        .filter(|(_, needs)| version(needs) > version(declared))
+        .map(|(name, needs)| format!("{name} needs {needs}"))
+        .collect();
+    assert!(newer.is_empty(), "rust-version {declared} is below what locked dependencies need: {newer:?}");
+}

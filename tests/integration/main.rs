@@ -5,6 +5,7 @@ mod dashboards;
 mod dependencies;
 mod examples;
 mod failures;
+mod host_recorder;
 mod metrics_smoke;
 mod models;
 mod peers;

@@ -124,7 +124,7 @@ impl BenchArgs {
         self.engine.apply(&mut config);
         // Every waiting request may come back to the pool: keep them all.
         config.http.pool_max_idle_per_host = config.http.max_in_flight_per_host;
-        spec.apply(&mut config);
+        config.apply_model(spec);
         config
     }
 }

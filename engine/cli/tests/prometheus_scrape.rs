@@ -252,7 +252,7 @@ fn variable_queries() -> Vec<(String, String, String)> {
 }
 
 fn dashboard() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/switchyard.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboards/switchyard.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 

@@ -7,38 +7,12 @@
 //! and out of every printout.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
+use crate::steps::{fingerprint_rounds, StepConfig};
 use crate::template::Template;
-
-/// A configuration problem, naming the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    key: String,
-    message: String,
-}
-
-impl ConfigError {
-    /// A problem with `key`.
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { key: key.into(), message: message.into() }
-    }
-
-    /// The key at fault (`pipelines[0].source.url`), or the file for parse errors.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Default most items one poll may return before it is refused.
 pub const DEFAULT_MAX_ITEMS_PER_POLL: usize = 10_000;
@@ -102,45 +76,6 @@ fn default_true() -> bool {
 }
 fn default_max_items() -> usize {
     DEFAULT_MAX_ITEMS_PER_POLL
-}
-
-/// One named transform step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StepConfig {
-    /// Strip leading and trailing white space.
-    Trim {
-        /// The string field.
-        field: String,
-    },
-    /// Lower-case a string, or every string of an array.
-    LowerCase {
-        /// The field.
-        field: String,
-    },
-    /// Replace every run of white space with one space.
-    CollapseWhitespace {
-        /// The string field.
-        field: String,
-    },
-    /// Parse a decimal amount ("12.05") into integer cents (1205).
-    DecimalToCents {
-        /// The string field.
-        field: String,
-        /// Where the cents go (the source field is removed); default: in place.
-        #[serde(default)]
-        into: Option<String>,
-    },
-    /// Sort an array of strings and drop duplicates.
-    SortDedupe {
-        /// The array field.
-        field: String,
-    },
-    /// Fingerprint the item: SHA-256 of its canonical JSON, chained `rounds` times.
-    Fingerprint {
-        /// Rounds (at least 1).
-        rounds: u32,
-    },
 }
 
 /// The webhook new items are delivered to.
@@ -266,7 +201,7 @@ impl PipelineConfig {
 
     /// Rounds of the fingerprint step (1 when there is none).
     pub fn fingerprint_rounds(&self) -> u32 {
-        crate::steps::fingerprint_rounds(&self.steps)
+        fingerprint_rounds(&self.steps)
     }
 }
 

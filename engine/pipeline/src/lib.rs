@@ -21,6 +21,7 @@
 //! [`TaskContext`]: switchyard::TaskContext
 
 mod config;
+mod error;
 mod fingerprint;
 mod job;
 mod pipeline;
@@ -33,15 +34,15 @@ mod text;
 mod transform;
 
 pub use config::{
-    redact_url_template, ActionConfig, ConfigError, PipelineConfig, SourceConfig, StepConfig,
-    DEFAULT_ACTION_INITIAL_BACKOFF_MS, DEFAULT_ACTION_MAX_ATTEMPTS, DEFAULT_ACTION_MAX_BACKOFF_MS,
-    DEFAULT_MAX_ITEMS_PER_POLL,
+    redact_url_template, ActionConfig, PipelineConfig, SourceConfig, DEFAULT_ACTION_INITIAL_BACKOFF_MS,
+    DEFAULT_ACTION_MAX_ATTEMPTS, DEFAULT_ACTION_MAX_BACKOFF_MS, DEFAULT_MAX_ITEMS_PER_POLL,
 };
+pub use error::ConfigError;
 pub use fingerprint::{fingerprint, fingerprint_hex, fingerprint_raw};
 pub use job::{PollError, PollJob, PollOutcome, Stage};
 pub use pipeline::{delivery_body, DeliveryPolicy, Pipeline, PipelineCounters, PipelineParts};
 pub use requests::{ConfiguredRequests, Requests};
-pub use steps::{apply_steps, canonical_json, prepare_item, PreparedItem, StepError};
+pub use steps::{apply_steps, canonical_json, prepare_item, PreparedItem, StepConfig, StepError};
 pub use store::{
     create_runs_table, runs_table_ddl, MemoryStores, MysqlRunLog, RedisSeenStore, RunLog, RunRecord,
     SeenCheck, SeenStore, StoreError, StoreFuture, Stores, MEMORY_MAX_RECORDS, MEMORY_MAX_SEEN_PER_TRIGGER,

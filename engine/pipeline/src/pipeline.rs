@@ -22,7 +22,8 @@ use bytes::Bytes;
 use switchyard::io_reactor;
 use switchyard::TaskContext;
 
-use crate::config::{ConfigError, PipelineConfig};
+use crate::config::PipelineConfig;
+use crate::error::ConfigError;
 use crate::job::{PollError, PollJob, PollOutcome, Stage};
 use crate::requests::{ConfiguredRequests, Requests};
 use crate::steps::PreparedItem;

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, Request};
 
-use crate::config::{ConfigError, PipelineConfig};
+use crate::config::PipelineConfig;
+use crate::error::ConfigError;
 use crate::job::PollJob;
 use crate::template::Template;
 

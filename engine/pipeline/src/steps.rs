@@ -5,10 +5,50 @@
 //! level, whatever order the API used, so the same item always has the same
 //! fingerprint.
 
-use crate::config::StepConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
 use crate::fingerprint::fingerprint;
 use crate::text::{collapse_whitespace, decimal_to_cents, sort_dedupe};
-use serde_json::{Map, Value};
+
+/// One named transform step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepConfig {
+    /// Strip leading and trailing white space.
+    Trim {
+        /// The string field.
+        field: String,
+    },
+    /// Lower-case a string, or every string of an array.
+    LowerCase {
+        /// The field.
+        field: String,
+    },
+    /// Replace every run of white space with one space.
+    CollapseWhitespace {
+        /// The string field.
+        field: String,
+    },
+    /// Parse a decimal amount ("12.05") into integer cents (1205).
+    DecimalToCents {
+        /// The string field.
+        field: String,
+        /// Where the cents go (the source field is removed); default: in place.
+        #[serde(default)]
+        into: Option<String>,
+    },
+    /// Sort an array of strings and drop duplicates.
+    SortDedupe {
+        /// The array field.
+        field: String,
+    },
+    /// Fingerprint the item: SHA-256 of its canonical JSON, chained `rounds` times.
+    Fingerprint {
+        /// Rounds (at least 1).
+        rounds: u32,
+    },
+}
 
 /// Why a step could not be applied to an item.
 #[derive(Debug, Clone, PartialEq, Eq)]

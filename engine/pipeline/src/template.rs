@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// A string with `${VAR}` references to the environment.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -12,8 +12,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::config::StepConfig;
-use crate::steps::{fingerprint_rounds, prepare_item, PreparedItem};
+use crate::steps::{fingerprint_rounds, prepare_item, PreparedItem, StepConfig};
 
 /// Why a poll's body could not be turned into items: names the field or
 /// the item, never quotes a value.

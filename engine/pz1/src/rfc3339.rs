@@ -56,7 +56,7 @@ mod tests {
     use super::*;
 
     fn is_leap(y: u64) -> bool {
-        y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+        y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400))
     }
 
     #[test]

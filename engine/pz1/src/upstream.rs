@@ -103,6 +103,7 @@ impl UpstreamCounters {
 }
 
 /// A running PZ-1 upstream. Stops when dropped.
+#[derive(Debug)]
 pub struct Pz1Upstream {
     server: ServerThread,
     counters: Arc<UpstreamCounters>,

@@ -18,8 +18,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::EngineConfig;
-
 /// Where a task's CPU steps run. The same task code runs under each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,7 +46,7 @@ impl ExecutionModel {
     }
 
     /// What `NAME/N` sets for this model, if it takes a thread count.
-    const fn thread_knob(self) -> Option<ThreadKnob> {
+    pub const fn thread_knob(self) -> Option<ThreadKnob> {
         match self {
             ExecutionModel::Hybrid => Some(ThreadKnob::CpuThreads),
             ExecutionModel::ReactorOnly => None,
@@ -73,10 +71,12 @@ impl FromStr for ExecutionModel {
     }
 }
 
-/// The setting a model's thread count goes to.
+/// The setting a model's thread count (`NAME/N`) goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ThreadKnob {
+pub enum ThreadKnob {
+    /// `cpu.threads`: the CPU pool's size.
     CpuThreads,
+    /// `thread_workers`: the worker threads of `threads`.
     ThreadWorkers,
 }
 
@@ -91,14 +91,9 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// Writes the model and its thread count into `config`.
-    pub fn apply(&self, config: &mut EngineConfig) {
-        config.model = self.model;
-        match (self.model.thread_knob(), self.threads) {
-            (Some(ThreadKnob::CpuThreads), Some(n)) => config.cpu.threads = n,
-            (Some(ThreadKnob::ThreadWorkers), Some(n)) => config.thread_workers = n,
-            _ => {}
-        }
+    /// The setting the spec's thread count goes to, and the count.
+    pub fn thread_override(&self) -> Option<(ThreadKnob, usize)> {
+        Some((self.model.thread_knob()?, self.threads?))
     }
 }
 
@@ -157,6 +152,14 @@ pub(crate) enum Driver {
     Workers(usize),
 }
 
+/// The sizes of a configuration a plan depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    pub(crate) reactor_threads: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) thread_workers: usize,
+}
+
 /// What a model means for this configuration, resolved once at build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ModelPlan {
@@ -175,8 +178,8 @@ pub(crate) struct ModelPlan {
 }
 
 impl ModelPlan {
-    pub(crate) fn resolve(config: &EngineConfig) -> ModelPlan {
-        match config.model {
+    pub(crate) fn resolve(model: ExecutionModel, config: Sizes) -> ModelPlan {
+        match model {
             ExecutionModel::Hybrid => ModelPlan {
                 reactor_threads: config.reactor_threads,
                 host_runtime_allowed: true,

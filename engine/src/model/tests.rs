@@ -10,14 +10,11 @@ fn models_round_trip_through_their_names() {
 }
 
 #[test]
-fn specs_parse_apply_and_print() {
-    let mut config = EngineConfig::default();
+fn specs_parse_and_print() {
     let spec: ModelSpec = "hybrid/1".parse().unwrap();
-    spec.apply(&mut config);
-    assert_eq!((config.model, config.cpu.threads), (ExecutionModel::Hybrid, 1));
+    assert_eq!(spec.thread_override(), Some((ThreadKnob::CpuThreads, 1)));
     let spec: ModelSpec = "threads/64".parse().unwrap();
-    spec.apply(&mut config);
-    assert_eq!((config.model, config.thread_workers), (ExecutionModel::Threads, 64));
+    assert_eq!(spec.thread_override(), Some((ThreadKnob::ThreadWorkers, 64)));
     assert_eq!(spec.to_string(), "threads/64");
     let plain: ModelSpec = "reactor-only".parse().unwrap();
     assert_eq!(plain, ModelSpec::from(ExecutionModel::ReactorOnly));
@@ -28,14 +25,8 @@ fn specs_parse_apply_and_print() {
 
 #[test]
 fn each_model_resolves_to_its_plan() {
-    let config = |model| EngineConfig {
-        model,
-        reactor_threads: 3,
-        max_in_flight: 100,
-        thread_workers: 8,
-        ..EngineConfig::default()
-    };
-    let hybrid = ModelPlan::resolve(&config(ExecutionModel::Hybrid));
+    let sizes = Sizes { reactor_threads: 3, max_in_flight: 100, thread_workers: 8 };
+    let hybrid = ModelPlan::resolve(ExecutionModel::Hybrid, sizes);
     assert_eq!(
         hybrid,
         ModelPlan {
@@ -46,10 +37,10 @@ fn each_model_resolves_to_its_plan() {
             max_in_flight: 100
         }
     );
-    let gevent = ModelPlan::resolve(&config(ExecutionModel::ReactorOnly));
+    let gevent = ModelPlan::resolve(ExecutionModel::ReactorOnly, sizes);
     assert_eq!((gevent.reactor_threads, gevent.cpu, gevent.driver), (1, CpuSide::Inline, Driver::Reactor));
     assert!(!gevent.host_runtime_allowed);
-    let prefork = ModelPlan::resolve(&config(ExecutionModel::Threads));
+    let prefork = ModelPlan::resolve(ExecutionModel::Threads, sizes);
     assert_eq!((prefork.cpu, prefork.driver), (CpuSide::Inline, Driver::Workers(8)));
     assert_eq!(prefork.max_in_flight, 8, "one task per worker");
 }

@@ -12,7 +12,7 @@ use crate::context::{CpuPlacement, IoClients, TaskContext};
 use crate::source::Source;
 
 /// Pause after a failed source read, so a broken source is retried, not spun on.
-const SOURCE_ERROR_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const SOURCE_ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Where admitted tasks go.
 pub(crate) enum Dispatch<T> {

@@ -302,3 +302,6 @@ impl std::fmt::Debug for Running {
 
 /// How long abandoned tasks get to notice before shutdown returns anyway.
 const ABANDON_GRACE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests;

@@ -99,6 +99,21 @@ impl<T: Send + 'static> MemoryProducer<T> {
     }
 }
 
+impl<T> std::fmt::Debug for MemorySource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySource")
+            .field("queued", &self.rx.len())
+            .field("dead", &self.shared.dead.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for MemoryProducer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryProducer").field("capacity", &self.tx.max_capacity()).finish_non_exhaustive()
+    }
+}
+
 struct MemorySettle<T> {
     envelope: Option<Envelope<T>>,
     retry_tx: mpsc::WeakSender<Envelope<T>>,

@@ -56,6 +56,15 @@ impl<T: Clone + Send + 'static> ScheduleSource<T> {
     }
 }
 
+impl<T> std::fmt::Debug for ScheduleSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleSource")
+            .field("entries", &self.entries.len())
+            .field("idle", &self.due.len())
+            .finish_non_exhaustive()
+    }
+}
+
 struct ScheduleSettle {
     index: usize,
     period: Duration,
