@@ -443,7 +443,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.rates = SMOKE["rates"] if args.smoke else DEFAULT_RATES
     pz1.params_from_flags(args, min(args.rates)).validate()
     if args.rust_models and not args.switchyard.exists():
-        p.error(f"{args.switchyard} not found: build it with `cargo build --release -p switchyard`")
+        p.error(f"{args.switchyard} not found: build it with `cargo build --release -p switchyard-cli`")
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")

@@ -5,7 +5,7 @@ The task (:class:`Pipeline`) is plain synchronous code on ``requests``,
 ``redis-py`` and ``PyMySQL``: the prefork peer runs it as is, one task per
 worker process; the gevent peer runs it in greenlets after monkey-patching,
 passing a cooperative MySQL pool and a ``between_items`` hook that yields to
-the hub during the transform. It mirrors ``engine/src/pz1/pipeline.rs`` step by
+the hub during the transform. It mirrors ``engine/pipeline/src/pipeline.rs`` step by
 step: poll, transform, seen check, actions one at a time oldest first, mark
 delivered ids seen, one row in ``pz_runs`` (failed or not).
 
@@ -122,7 +122,7 @@ MAX_ERROR_CHARS = 250
 
 
 def runs_table_ddl(table: str = pz1.PZ_RUNS_TABLE) -> str:
-    """The same DDL as ``runs_table_ddl`` in ``engine/src/pz1/stores.rs``."""
+    """The same DDL as ``runs_table_ddl`` in ``engine/pipeline/src/store/mysql.rs``."""
     return f"""CREATE TABLE IF NOT EXISTS {table} (
     id BIGINT AUTO_INCREMENT PRIMARY KEY,
     run_id VARCHAR(64) NOT NULL,

@@ -1,6 +1,7 @@
 """Workload PZ-1's pure parts in Python, shared by the gevent and prefork peers.
 
-This is the Python twin of ``protocol/src/pz1/`` in the Rust tree: the same
+This is the Python twin of ``engine/pz1/src/`` in the Rust tree (the workload
+is specified in ``docs/pz1.md``): the same
 parameters, delays, events, canonical form, fingerprint, schedule, ideal clock,
 percentile and report, so that a peer sends the same requests, waits the same
 delays, computes the same fingerprints and summarises its run exactly as the
@@ -8,8 +9,8 @@ Rust bench does. Everything here is a pure function of its arguments (no clock,
 no randomness, no I/O), with one exception kept at the end:
 :func:`calibrate_cpu_alone` times the transform.
 
-``test_pz1.py`` reproduces every value of the workload's ``vectors.json``
-(a copy lives in ``data/pz1_vectors.json``).
+``test_pz1.py`` reproduces every value of the workload's vectors file
+(``data/pz1_vectors.json``, a copy of ``engine/pz1/tests/data/pz1_vectors.json``).
 """
 
 from __future__ import annotations

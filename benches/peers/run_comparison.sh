@@ -9,7 +9,7 @@
 # What it does:
 #   1. creates the venv benches/peers/.venv (Python 3.11) and installs requirements.txt (pinned),
 #      again only when requirements.txt changes;
-#   2. builds the release binary (cargo build --release -p switchyard);
+#   2. builds the release binary (cargo build --release -p switchyard-cli);
 #   3. runs compare.py, which starts `switchyard upstream` on a free port and, for each rate, runs
 #      `switchyard bench --models hybrid,reactor-only,threads`, gevent_peer.py (--procs = cores) and
 #      prefork_peer.py (16 workers), all with the same parameters against real Redis and MySQL;
@@ -47,7 +47,7 @@ for arg in "$@"; do
 done
 if [[ $render_only -eq 0 ]]; then
     echo "building the release binary" >&2
-    (cd "$root" && cargo build --release -p switchyard --quiet)
+    (cd "$root" && cargo build --release -p switchyard-cli --quiet)
 fi
 
 cd "$here"

@@ -1,5 +1,5 @@
-"""Conformance tests of ``pz1.py``: reproduce every value of PZ-1's ``vectors.json``
-(the copy in ``data/pz1_vectors.json``), plus the edge cases the Rust unit tests pin.
+"""Conformance tests of ``pz1.py``: reproduce every value of PZ-1's vectors file
+(``data/pz1_vectors.json``), plus the edge cases the Rust unit tests pin.
 
 Run from this folder: ``python -m unittest -v test_pz1``.
 """
@@ -88,7 +88,7 @@ class VectorTests(unittest.TestCase):
 
 
 class PureFunctionTests(unittest.TestCase):
-    """The edge cases the Rust unit tests of ``protocol/src/pz1`` pin."""
+    """The edge cases the Rust unit tests of ``engine/pz1/src`` and ``engine/pipeline/src/text.rs`` pin."""
 
     def test_params_defaults_zaps_and_window(self) -> None:
         p = pz1.Params().validate()

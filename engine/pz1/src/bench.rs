@@ -1,4 +1,4 @@
-//! The open-loop PZ-1 driver: releases tasks on the spec's schedule, keeps a
+//! The open-loop PZ-1 driver (`docs/pz1.md`): releases tasks on the schedule, keeps a
 //! zap's polls serial, feeds the engine, and turns what happened into the
 //! spec's [`Report`].
 //!

@@ -1,4 +1,5 @@
-//! The parameters of a PZ-1 run, with the spec's defaults.
+//! The parameters of a PZ-1 run, with the defaults of its specification
+//! (`docs/pz1.md`).
 
 use serde::{Deserialize, Serialize};
 
