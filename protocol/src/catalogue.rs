@@ -1,10 +1,12 @@
 //! The metric catalogue: every metric Switchyard emits, described once.
 //!
-//! Crates emit through the `metrics` facade using the constants below
-//! (`metrics::counter!(catalogue::CPU_JOBS_PANICKED.name)`); the binary
-//! describes each entry to its exporter and sets the histogram buckets from
-//! here, so no histogram is ever exported as a summary. Dashboards and alert
-//! rules are checked against [`CATALOGUE`] by tests.
+//! Crates emit through the `metrics` facade, from their telemetry modules,
+//! with handles resolved once from the constants below
+//! (`counter!(CPU_JOBS.name, "outcome" => "completed")`); the service (or a
+//! host, through `switchyard::telemetry::prometheus`) describes each entry to
+//! its exporter and sets the histogram buckets from here, so no histogram is
+//! ever exported as a summary. Dashboards and alert rules are checked
+//! against [`CATALOGUE`] by tests.
 //!
 //! Conventions (Prometheus): the `switchyard_` prefix, base units in the name
 //! (`_seconds`, `_bytes`), counters end in `_total`, and label values are
