@@ -212,9 +212,10 @@ impl Pipeline {
         }
         drop(ids);
         // Only the new items are kept across the deliveries' waits: a task
-        // parked on a webhook holds a few hundred bytes, not the whole poll.
-        let mut new: Vec<PreparedItem> =
-            items.into_iter().zip(check.seen).filter(|(_, seen)| !seen).map(|(item, _)| item).collect();
+        // parked on a webhook holds a few hundred bytes, not the whole poll
+        // (a fresh vector: collecting in place would keep the poll's).
+        let mut new = Vec::with_capacity(check.seen.iter().filter(|seen| !**seen).count());
+        new.extend(items.into_iter().zip(check.seen).filter(|(_, seen)| !seen).map(|(item, _)| item));
         if self.parts.newest_first {
             new.reverse();
         }
@@ -303,8 +304,12 @@ fn store_error(e: crate::store::StoreError, done: PollOutcome) -> PollError {
 /// Drops later items whose id already appeared in the poll: dedup state is
 /// kept by id, so one poll delivers an id at most once.
 fn keep_first_of_each_id(items: &mut Vec<PreparedItem>) {
-    let mut ids = std::collections::HashSet::with_capacity(items.len());
-    items.retain(|item| ids.insert(item.id.clone()));
+    let keep: Vec<bool> = {
+        let mut ids = std::collections::HashSet::with_capacity(items.len());
+        items.iter().map(|item| ids.insert(item.id.as_str())).collect()
+    };
+    let mut keep = keep.into_iter();
+    items.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// `{"id":..,"fingerprint":..,"item":<canonical object>}`, compact, in that order.
