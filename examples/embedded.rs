@@ -36,7 +36,7 @@ fn digest_records(body: &[u8], rounds: u32) -> Result<[u8; 32], serde_json::Erro
 /// One job: fetch a batch of records (I/O), digest them (CPU), log the result.
 async fn digest_batch(cx: TaskContext, url: String) -> Result<(), TaskError> {
     let response = cx.http().get(&url).await?.error_for_status()?;
-    let digest = cx.cpu_stage("digest", move || digest_records(&response.body, 200)).await??;
+    let digest = cx.cpu_stage("digest", move || digest_records(&response.body, 400)).await??;
     tracing::debug!(%url, first_byte = digest[0], "digested");
     Ok(())
 }

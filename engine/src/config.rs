@@ -87,12 +87,6 @@ impl EngineConfig {
         Ok(())
     }
 
-    /// Tasks admitted at once under the configured model: `threads` runs
-    /// one task per worker, so admitting more would only queue them.
-    pub fn effective_max_in_flight(&self) -> usize {
-        self.plan().max_in_flight
-    }
-
     /// Sets the model of `spec`, and its thread count where it gives one.
     pub fn apply_model(&mut self, spec: ModelSpec) {
         self.model = spec.model;
@@ -143,7 +137,7 @@ mod tests {
     #[test]
     fn threads_model_admits_one_task_per_worker() {
         let c = EngineConfig { model: ExecutionModel::Threads, thread_workers: 8, ..EngineConfig::default() };
-        assert_eq!(c.effective_max_in_flight(), 8);
+        assert_eq!(c.plan().max_in_flight, 8);
     }
 
     #[test]

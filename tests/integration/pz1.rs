@@ -192,3 +192,21 @@ fn bad_upstream_input_fails_only_its_task_with_a_clear_recorded_error() {
     assert_eq!(errors[4].0, "poll_failed");
     assert!(errors[4].1.contains("timed out"), "{}", errors[4].1);
 }
+
+#[test]
+fn a_failed_first_poll_leaves_every_item_of_the_next_poll_new() {
+    let up = upstream();
+    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let params = fast_params();
+    let memory = MemoryStores::new();
+    let pipeline = pz1_pipeline("pz1", up.base_url(), &params, Stores::memory(memory.clone()), "first-fails");
+    up.inject(FaultTarget::Poll, Fault::Status(500), 1);
+    let first = run_polls(&engine, &pipeline, &[("z9", 1)]);
+    assert_eq!(first[0].stats.failed, 1);
+    // Poll 2 does not seed (only poll 1 does): all of its items are new.
+    run_polls(&engine, &pipeline, &[("z9", 2)]);
+    assert_eq!(up.counters().actions(), params.items, "poll 2 delivers its whole page");
+    for e in poll_event_ids(2, params.items, params.fresh) {
+        assert!(memory.is_seen("z9", &id("z9", e)), "{e} delivered and marked seen");
+    }
+}

@@ -28,10 +28,6 @@ use crate::failure::Failure;
 
 /// The environment variable a parent hands its child run's [`ChildSpec`] in.
 const CHILD_SPEC_VAR: &str = "SWITCHYARD_BENCH_CHILD_SPEC";
-/// Most requests in flight to the upstream (one host) unless
-/// `--http-max-in-flight-per-host` says otherwise: PZ-1 keeps about
-/// rate x 3 x 0.2 s of them waiting, so the client's default would cap a sweep.
-const BENCH_HTTP_MAX_IN_FLIGHT_PER_HOST: usize = 8192;
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct BenchArgs {
@@ -89,6 +85,10 @@ pub(crate) struct BenchArgs {
     upstream: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
+    /// Most requests in flight to the upstream (one host): PZ-1 keeps about
+    /// rate x 3 x 0.2 s of them waiting, so the client's default would cap a sweep.
+    #[arg(long, env = "SWITCHYARD_BENCH_HTTP_MAX_IN_FLIGHT_PER_HOST", default_value_t = 8192)]
+    http_max_in_flight_per_host: usize,
     /// Prefix of the Redis seen-set keys (tests use their own).
     #[arg(long, env = "SWITCHYARD_BENCH_KEY_PREFIX", default_value = "pz:seen:", hide = true)]
     key_prefix: String,
@@ -120,10 +120,10 @@ impl BenchArgs {
     /// The engine configuration of one model's run.
     fn engine_config(&self, spec: ModelSpec) -> EngineConfig {
         let mut config = EngineConfig::default();
-        config.http.max_in_flight_per_host = BENCH_HTTP_MAX_IN_FLIGHT_PER_HOST;
         self.engine.apply(&mut config);
+        config.http.max_in_flight_per_host = self.http_max_in_flight_per_host;
         // Every waiting request may come back to the pool: keep them all.
-        config.http.pool_max_idle_per_host = config.http.max_in_flight_per_host;
+        config.http.pool_max_idle_per_host = self.http_max_in_flight_per_host;
         config.apply_model(spec);
         config
     }
@@ -159,7 +159,8 @@ pub(crate) fn bench(args: BenchArgs) -> Result<(), Failure> {
         .map_err(|e| config_error(anyhow::anyhow!("{e}; fix `--{}`", flag_of(e.field()))))?;
     for &model in &args.models {
         let config = args.engine_config(model);
-        check_stores_pair(&config).map_err(|e| config_error(anyhow::anyhow!(e)))?;
+        check_stores_pair(&config, ["--redis-url", "--mysql-url"])
+            .map_err(|e| config_error(anyhow::anyhow!(e)))?;
         config.validate().map_err(|e| config_error(e.into()))?;
     }
     parent(&args).map_err(Failure::Runtime)

@@ -8,7 +8,7 @@ use switchyard::io_reactor::{MysqlConfig, RedisConfig};
 use switchyard::EngineConfig;
 
 /// Engine settings from the command line.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Clone, Default)]
 pub(crate) struct EngineArgs {
     /// Reactor worker threads (hybrid).
     #[arg(long, env = "SWITCHYARD_REACTOR_THREADS")]
@@ -28,9 +28,6 @@ pub(crate) struct EngineArgs {
     /// Milliseconds in-flight tasks get to finish on shutdown.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_DEADLINE_MS")]
     shutdown_deadline_ms: Option<u64>,
-    /// Most outbound HTTP requests in flight to one host.
-    #[arg(long, env = "SWITCHYARD_HTTP_MAX_IN_FLIGHT_PER_HOST")]
-    pub(crate) http_max_in_flight_per_host: Option<usize>,
     /// Redis for dedup state (with --mysql-url; default: in-memory stores).
     #[arg(long, env = "SWITCHYARD_REDIS_URL")]
     pub(crate) redis_url: Option<String>,
@@ -52,7 +49,6 @@ impl EngineArgs {
         set(&mut engine.cpu.queue_capacity, self.cpu_queue_capacity);
         set(&mut engine.max_in_flight, self.max_in_flight);
         set(&mut engine.thread_workers, self.thread_workers);
-        set(&mut engine.http.max_in_flight_per_host, self.http_max_in_flight_per_host);
         if let Some(v) = self.shutdown_deadline_ms {
             engine.shutdown_deadline_ms = v;
         }
@@ -67,12 +63,31 @@ impl EngineArgs {
     }
 }
 
+impl std::fmt::Debug for EngineArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The store URLs may carry passwords: shown redacted.
+        let redact = |url: &Option<String>| url.as_deref().map(switchyard::io_reactor::redact_url);
+        f.debug_struct("EngineArgs")
+            .field("reactor_threads", &self.reactor_threads)
+            .field("cpu_threads", &self.cpu_threads)
+            .field("cpu_queue_capacity", &self.cpu_queue_capacity)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("thread_workers", &self.thread_workers)
+            .field("shutdown_deadline_ms", &self.shutdown_deadline_ms)
+            .field("redis_url", &redact(&self.redis_url))
+            .field("mysql_url", &redact(&self.mysql_url))
+            .finish()
+    }
+}
+
 /// Redis keeps the dedup state and MySQL the run records: a pipeline needs
-/// both or neither (then it uses the in-memory stores).
-pub(crate) fn check_stores_pair(engine: &EngineConfig) -> Result<(), String> {
+/// both or neither (then it uses the in-memory stores). `names` are what the
+/// two are called where the user set them (`engine.redis` in a file,
+/// `--redis-url` on a command line).
+pub(crate) fn check_stores_pair(engine: &EngineConfig, names: [&str; 2]) -> Result<(), String> {
     match (&engine.redis, &engine.mysql) {
         (Some(_), None) | (None, Some(_)) => {
-            let missing = if engine.redis.is_none() { "engine.redis" } else { "engine.mysql" };
+            let missing = if engine.redis.is_none() { names[0] } else { names[1] };
             Err(format!(
                 "{missing}: Redis (dedup state) and MySQL (run records) go together; set both or neither"
             ))
@@ -97,8 +112,11 @@ mod tests {
         args.apply(&mut engine);
         assert_eq!((engine.max_in_flight, engine.thread_workers, engine.cpu.threads), (9, 3, 2));
         assert_eq!(engine.redis.as_ref().map(|r| r.url.as_str()), Some("redis://127.0.0.1:1/"));
-        assert!(check_stores_pair(&engine).unwrap_err().starts_with("engine.mysql"));
-        engine.mysql = Some(MysqlConfig::new("mysql://root@127.0.0.1/test"));
-        assert!(check_stores_pair(&engine).is_ok());
+        let names = ["--redis-url", "--mysql-url"];
+        assert!(check_stores_pair(&engine, names).unwrap_err().starts_with("--mysql-url"));
+        engine.mysql = Some(MysqlConfig::new("mysql://root:pa%2Fss@127.0.0.1/test"));
+        assert!(check_stores_pair(&engine, names).is_ok());
+        let args = EngineArgs { mysql_url: Some("mysql://root:s3cret@db/test".into()), ..args };
+        assert!(!format!("{args:?}").contains("s3cret"), "{args:?}");
     }
 }

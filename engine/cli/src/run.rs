@@ -52,7 +52,8 @@ impl RunArgs {
             config.engine.model = v;
         }
         self.engine.apply(&mut config.engine);
-        check_stores_pair(&config.engine).map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
+        check_stores_pair(&config.engine, ["engine.redis", "engine.mysql"])
+            .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
         config.validate().map_err(|e| Failure::Config(e.into()))?;
         Ok(config)
     }

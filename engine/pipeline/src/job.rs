@@ -15,7 +15,8 @@ pub struct PollJob {
     pub trigger: String,
     /// The poll's number, from 1.
     pub seq: u64,
-    /// When the poll was released; its recorded latency counts from here.
+    /// When the poll was released (a benchmark: its scheduled release; the
+    /// service: when its task started); its recorded latency counts from here.
     pub released_at: Instant,
 }
 

@@ -18,6 +18,9 @@
 //! writes it; [`Pipeline::from_config`] builds it. Workload PZ-1 is one
 //! pipeline too, with its own requests and a compiled transform.
 //!
+//! Metric handles are resolved when a pipeline is built: install the
+//! recorder before building pipelines (as before building the engine).
+//!
 //! [`TaskContext`]: switchyard::TaskContext
 
 mod config;
@@ -40,7 +43,7 @@ pub use config::{
 pub use error::ConfigError;
 pub use fingerprint::{fingerprint, fingerprint_hex, fingerprint_raw};
 pub use job::{PollError, PollJob, PollOutcome, Stage};
-pub use pipeline::{delivery_body, DeliveryPolicy, Pipeline, PipelineCounters, PipelineParts};
+pub use pipeline::{delivery_body, DeliveryPolicy, Pipeline, PipelineCounters, PipelineParts, Seeding};
 pub use requests::{ConfiguredRequests, Requests};
 pub use steps::{apply_steps, canonical_json, prepare_item, PreparedItem, StepConfig, StepError};
 pub use store::{

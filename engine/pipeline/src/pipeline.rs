@@ -8,10 +8,12 @@
 //! poll's remaining deliveries; those items stay unseen and the trigger's
 //! next poll delivers them. Items are delivered one at a time, oldest first.
 //!
-//! The first poll of a trigger without dedup state may seed it instead
-//! ([`PipelineParts::seed_on_first_poll`]): everything it finds is marked
-//! seen and nothing is delivered, so switching a pipeline on does not
-//! replay an API's history.
+//! A trigger's first poll may seed its dedup state instead ([`Seeding`]):
+//! everything it finds is marked seen and nothing is delivered, so switching
+//! a pipeline on does not replay an API's history.
+//!
+//! The pipeline's metrics are resolved when it is built
+//! ([`Pipeline::new`]): install the recorder first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +48,19 @@ pub struct PipelineCounters {
     pub delivered: AtomicU64,
     /// Delivery attempts that failed (each retry counts).
     pub delivery_failures: AtomicU64,
+}
+
+/// When a poll seeds its trigger's dedup state instead of delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeding {
+    /// Never: every item not seen is delivered.
+    Never,
+    /// Poll number 1 seeds, whatever the state; later polls never do
+    /// (workload PZ-1's rule: a schedule's first poll is poll 1).
+    FirstPoll,
+    /// A poll that finds the trigger without any dedup state seeds it
+    /// (configured pipelines: the state survives restarts in Redis).
+    WhenNoState,
 }
 
 /// How one item's delivery is retried.
@@ -84,8 +99,8 @@ pub struct PipelineParts {
     pub transform: Arc<dyn Transform>,
     /// The source lists items newest first, so deliveries go in reverse.
     pub newest_first: bool,
-    /// A trigger's first poll without dedup state seeds it and delivers nothing.
-    pub seed_on_first_poll: bool,
+    /// When a poll seeds the dedup state instead of delivering.
+    pub seeding: Seeding,
     /// How deliveries are retried.
     pub delivery: DeliveryPolicy,
     /// Dedup state and run records.
@@ -104,7 +119,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline of `parts`.
+    /// A pipeline of `parts`. Its metric handles are resolved here, from
+    /// the recorder installed now.
     pub fn new(parts: PipelineParts) -> Arc<Pipeline> {
         let backoff = parts.delivery.backoff();
         let metrics = PipelineMetrics::new(&parts.name);
@@ -130,7 +146,7 @@ impl Pipeline {
                 source.max_items,
             )),
             newest_first: source.newest_first,
-            seed_on_first_poll: source.seed_on_first_poll,
+            seeding: if source.seed_on_first_poll { Seeding::WhenNoState } else { Seeding::Never },
             delivery: DeliveryPolicy {
                 max_attempts: action.max_attempts,
                 initial_backoff: Duration::from_millis(action.initial_backoff_ms),
@@ -151,24 +167,11 @@ impl Pipeline {
         &self.counters
     }
 
-    /// Its stores.
-    pub fn stores(&self) -> &Stores {
-        &self.parts.stores
-    }
-
     /// Runs one poll and records it, whether it succeeded or not. The poll's
     /// own error wins over a failure to record it.
     pub async fn poll(&self, cx: &TaskContext, job: &PollJob) -> Result<PollOutcome, PollError> {
         let result = self.execute(cx, job).await;
-        let (done, ok) = match &result {
-            Ok(done) => (*done, true),
-            Err(e) => (e.partial, false),
-        };
-        let counter = if ok { &self.counters.polls_ok } else { &self.counters.polls_failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.counters.delivered.fetch_add(u64::from(done.new_items), Ordering::Relaxed);
-        self.metrics.polled(ok, done.new_items);
-
+        let done = result.as_ref().map_or_else(|e| e.partial, |done| *done);
         let record = RunRecord {
             run_id: self.parts.run_id.clone(),
             trigger: job.trigger.clone(),
@@ -180,9 +183,16 @@ impl Pipeline {
             error: result.as_ref().err().map(ToString::to_string),
         };
         let recorded = self.parts.stores.runs.record(cx, record).await;
-        let done = result?;
-        recorded.map_err(|e| PollError::store(e).with_partial(done))?;
-        Ok(done)
+        let result = match (result, recorded) {
+            (Ok(done), Err(e)) => Err(PollError::store(e).with_partial(done)),
+            (result, _) => result,
+        };
+        let ok = result.is_ok();
+        let counter = if ok { &self.counters.polls_ok } else { &self.counters.polls_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.delivered.fetch_add(u64::from(done.new_items), Ordering::Relaxed);
+        self.metrics.polled(ok, done.new_items);
+        result
     }
 
     async fn execute(&self, cx: &TaskContext, job: &PollJob) -> Result<PollOutcome, PollError> {
@@ -193,18 +203,24 @@ impl Pipeline {
 
         // Parsing the body is CPU work too: it runs on the pool with the steps.
         let transform = self.parts.transform.clone();
-        let mut items = cx
+        let items = cx
             .cpu_stage("transform", move || transform.prepare(&body))
             .await
             .map_err(|e| PollError::at(Stage::Transform, e, done))?
             .map_err(|e| PollError::at(Stage::Transform, e, done))?;
-        keep_first_of_each_id(&mut items);
         done.items = u32::try_from(items.len()).unwrap_or(u32::MAX);
 
         let seen_store = &self.parts.stores.seen;
+        let seeding = self.parts.seeding;
         let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let check = seen_store.seen(cx, &job.trigger, &ids).await.map_err(|e| store_error(e, done))?;
-        if self.parts.seed_on_first_poll && !check.has_state {
+        if seeding == Seeding::FirstPoll && job.seq == 1 {
+            seen_store.mark_seen(cx, &job.trigger, &ids).await.map_err(|e| store_error(e, done))?;
+            return Ok(done);
+        }
+        let want_state = seeding == Seeding::WhenNoState;
+        let check =
+            seen_store.seen(cx, &job.trigger, &ids, want_state).await.map_err(|e| store_error(e, done))?;
+        if want_state && !check.has_state {
             // The marker creates the state even when the first poll is empty.
             ids.push(SEED_MARKER.to_string());
             seen_store.mark_seen(cx, &job.trigger, &ids).await.map_err(|e| store_error(e, done))?;
@@ -301,17 +317,6 @@ fn store_error(e: crate::store::StoreError, done: PollOutcome) -> PollError {
     PollError::store(e).with_partial(done)
 }
 
-/// Drops later items whose id already appeared in the poll: dedup state is
-/// kept by id, so one poll delivers an id at most once.
-fn keep_first_of_each_id(items: &mut Vec<PreparedItem>) {
-    let keep: Vec<bool> = {
-        let mut ids = std::collections::HashSet::with_capacity(items.len());
-        items.iter().map(|item| ids.insert(item.id.as_str())).collect()
-    };
-    let mut keep = keep.into_iter();
-    items.retain(|_| keep.next().unwrap_or(true));
-}
-
 /// `{"id":..,"fingerprint":..,"item":<canonical object>}`, compact, in that order.
 pub fn delivery_body(item: &PreparedItem) -> Bytes {
     let mut out = Vec::with_capacity(item.canonical.len() + item.id.len() + 100);
@@ -331,13 +336,6 @@ mod tests {
 
     fn item(id: &str) -> PreparedItem {
         PreparedItem { id: id.to_string(), fingerprint: "ab".repeat(32), canonical: r#"{"a":1}"#.to_string() }
-    }
-
-    #[test]
-    fn a_poll_delivers_each_id_once() {
-        let mut items = vec![item("a"), item("b"), item("a"), item("c"), item("b")];
-        keep_first_of_each_id(&mut items);
-        assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 
     #[test]

@@ -66,8 +66,16 @@ impl Template {
 
 impl fmt::Debug for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the template is shown: references, never resolved values.
-        fmt::Debug::fmt(&self.0, f)
+        // `${VAR}` references as written, never their values; a literal that
+        // is a URL without its password; any other literal (a header value
+        // such as `Bearer ...`) not at all.
+        if self.has_references() {
+            fmt::Debug::fmt(&self.0, f)
+        } else if self.0.contains("://") {
+            fmt::Debug::fmt(&switchyard::io_reactor::redact_url(&self.0), f)
+        } else {
+            f.write_str("\"***\"")
+        }
     }
 }
 
@@ -84,6 +92,9 @@ mod tests {
         let t = Template::new("Bearer ${TOKEN}");
         assert_eq!(t.resolve_with("h", env).unwrap(), "Bearer s3cret");
         assert_eq!(format!("{t:?}"), "\"Bearer ${TOKEN}\"");
+        assert_eq!(format!("{:?}", Template::new("Bearer s3cret")), "\"***\"");
+        let url = format!("{:?}", Template::new("https://user:s3cret@api.example.com/x"));
+        assert!(url.contains("api.example.com") && !url.contains("s3cret"), "{url}");
         let err = Template::new("${NOPE}").resolve_with("pipelines[0].source.headers.X", env).unwrap_err();
         assert_eq!(err.key(), "pipelines[0].source.headers.X");
         assert!(err.to_string().contains("NOPE is not set"), "{err}");

@@ -35,6 +35,10 @@ impl fmt::Display for TransformError {
 impl std::error::Error for TransformError {}
 
 /// Turns a poll's response body into prepared items, in the body's order.
+///
+/// Dropping a poll's repeats is the transform's: [`StepsTransform`] keeps
+/// the first item of each id (dedup state is kept by id); workload PZ-1's
+/// transform keeps the first of each fingerprint, as the workload says.
 pub trait Transform: Send + Sync + fmt::Debug + 'static {
     /// Parses `body` and prepares every item: its id, canonical form and
     /// fingerprint.
@@ -42,7 +46,7 @@ pub trait Transform: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The configured transform: the array at `items_pointer`, each item put
-/// through `steps`, at most `max_items` of them.
+/// through `steps`, at most `max_items` of them, the first of each id kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepsTransform {
     items_pointer: String,
@@ -89,14 +93,16 @@ impl Transform for StepsTransform {
                 self.max_items
             )));
         }
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                prepare_item(item, &self.id_field, &self.steps, self.rounds)
-                    .map_err(|e| TransformError::new(format!("item {i}: {e}")))
-            })
-            .collect()
+        let mut ids = std::collections::HashSet::with_capacity(items.len());
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let prepared = prepare_item(item, &self.id_field, &self.steps, self.rounds)
+                .map_err(|e| TransformError::new(format!("item {i}: {e}")))?;
+            if ids.insert(prepared.id.clone()) {
+                out.push(prepared);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -112,7 +118,7 @@ mod tests {
     fn a_poll_body_is_read_through_its_pointer_and_bounded() {
         let body = br#"{"data":{"items":[{"id":"a"},{"id":"b"},{"id":"a"}]}}"#;
         let transform = |max| StepsTransform::new("/data/items", "id", Vec::new(), max);
-        assert_eq!(ids(&transform(10).prepare(body).unwrap()), ["a", "b", "a"]);
+        assert_eq!(ids(&transform(10).prepare(body).unwrap()), ["a", "b"], "the first of each id");
         assert!(transform(2).prepare(body).unwrap_err().to_string().contains("exceed max_items"));
         let nope = StepsTransform::new("/data/nope", "id", Vec::new(), 10);
         assert!(nope.prepare(body).unwrap_err().to_string().contains("no \"/data/nope\""));

@@ -8,10 +8,15 @@
 //! - [`Pz1Requests`]: every call carries the delay the workload assigns it,
 //!   from the zap, the poll's number and the call's step;
 //! - [`Pz1Transform`]: the transform of [`pz1_steps`], compiled: a typed,
-//!   borrowing parse of the poll body that gives exactly the items the
-//!   configured steps give (a test holds the two together), in a fraction
-//!   of the time, so the CPU a task costs is the workload's hashing and not
-//!   a generic JSON tree;
+//!   borrowing parse of the poll body that gives the items the configured
+//!   steps give (a test holds the two together; they differ only in which
+//!   repeats within a poll they drop: the workload drops repeated
+//!   fingerprints, configured pipelines repeated ids), in a fraction of the
+//!   time, so the CPU a task costs is the workload's hashing and not a
+//!   generic JSON tree;
+//! - the first poll of a zap (poll 1) seeds its dedup state and delivers
+//!   nothing, whatever state it finds, and later polls never seed
+//!   ([`Seeding::FirstPoll`]);
 //! - one delivery attempt per action (the workload's actions do not retry:
 //!   a failed one fails the task, and the next poll delivers the item).
 
@@ -21,8 +26,8 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request};
 use switchyard_pipeline::{
-    DeliveryPolicy, Pipeline, PipelineParts, PollJob, PreparedItem, Requests, StepConfig, Stores, Transform,
-    TransformError,
+    DeliveryPolicy, Pipeline, PipelineParts, PollJob, PreparedItem, Requests, Seeding, StepConfig, Stores,
+    Transform, TransformError,
 };
 
 use crate::delay::delay_ms;
@@ -115,9 +120,7 @@ pub fn pz1_steps(rounds: u32) -> Vec<StepConfig> {
 }
 
 /// Workload PZ-1 against the upstream at `base_url`, as one pipeline named
-/// `name` whose triggers are the zaps. The first poll of a zap without
-/// dedup state seeds it (with fresh state, that is poll 1, as the workload
-/// says).
+/// `name` whose triggers are the zaps.
 pub fn pz1_pipeline(
     name: &str,
     base_url: impl Into<String>,
@@ -130,7 +133,7 @@ pub fn pz1_pipeline(
         requests: Arc::new(Pz1Requests::new(base_url, params.clone())),
         transform: Arc::new(Pz1Transform::new(params.rounds)),
         newest_first: true,
-        seed_on_first_poll: true,
+        seeding: Seeding::FirstPoll,
         delivery: DeliveryPolicy::ONCE,
         stores,
         run_id: run_id.into(),

@@ -1,7 +1,6 @@
 //! The PZ-1 upstream: the workload's HTTP contract (`docs/pz1.md`), served
 //! by hyper on its own thread.
 //!
-//!
 //! - `GET /poll/{zap}?seq=S&n=N&fresh=F&delay_ms=D` answers after `D` ms
 //!   with the poll's `N` events (built straight into one buffer).
 //! - `POST /action/{zap}?delay_ms=D` with a JSON body answers after `D` ms

@@ -41,12 +41,14 @@ impl fmt::Display for ServiceError {
     }
 }
 
+// Transparent: Display shows the inner error, so its source is the inner
+// error's source (else `{:#}` chains would print the message twice).
 impl std::error::Error for ServiceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServiceError::Config(e) => Some(e),
-            ServiceError::Engine(e) => Some(e),
-            ServiceError::Io(e) => Some(&**e),
+            ServiceError::Config(e) => e.source(),
+            ServiceError::Engine(e) => e.source(),
+            ServiceError::Io(e) => e.source(),
         }
     }
 }

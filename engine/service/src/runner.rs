@@ -80,6 +80,13 @@ pub async fn run_service(
         upstream = Some(up);
         PZ_RUNS_TABLE
     } else {
+        if !external {
+            tracing::warn!(
+                "configured pipelines keep their dedup state and run records in memory (no Redis and MySQL \
+                 configured): a restart forgets what was delivered, and items published while the service \
+                 was down are seeded, not delivered"
+            );
+        }
         for (i, pc) in config.pipelines.iter().enumerate() {
             let stores = stores_for(SERVICE_SEEN_PREFIX, SERVICE_RUNS_TABLE);
             let pipeline = Pipeline::from_config(pc, &format!("pipelines[{i}]"), stores, &run_id)?;

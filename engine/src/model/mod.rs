@@ -97,12 +97,6 @@ impl ModelSpec {
     }
 }
 
-impl From<ExecutionModel> for ModelSpec {
-    fn from(model: ExecutionModel) -> Self {
-        ModelSpec { model, threads: None }
-    }
-}
-
 impl FromStr for ModelSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -17,7 +17,7 @@ fn specs_parse_and_print() {
     assert_eq!(spec.thread_override(), Some((ThreadKnob::ThreadWorkers, 64)));
     assert_eq!(spec.to_string(), "threads/64");
     let plain: ModelSpec = "reactor-only".parse().unwrap();
-    assert_eq!(plain, ModelSpec::from(ExecutionModel::ReactorOnly));
+    assert_eq!(plain, ModelSpec { model: ExecutionModel::ReactorOnly, threads: None });
     assert!("reactor-only/2".parse::<ModelSpec>().unwrap_err().contains("one thread"));
     assert!("hybrid/0".parse::<ModelSpec>().is_err());
     assert!("hybrid/x".parse::<ModelSpec>().is_err());

@@ -1,4 +1,6 @@
-//! Dedup state and run records in this process's memory, bounded.
+//! Dedup state and run records in this process's memory, bounded. Nothing
+//! survives a restart: for the built-in demo, tests and benchmarks, and for
+//! configured pipelines only when the operator accepts that.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,6 +70,7 @@ impl SeenStore for MemoryStores {
         _cx: &'a TaskContext,
         trigger: &'a str,
         ids: &'a [String],
+        _want_state: bool,
     ) -> StoreFuture<'a, SeenCheck> {
         let seen = self.seen.lock().expect("seen lock");
         let set = seen.get(trigger);

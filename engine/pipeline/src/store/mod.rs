@@ -38,7 +38,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// Which ids a trigger has seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenCheck {
-    /// Whether the trigger has any dedup state at all.
+    /// Whether the trigger has any dedup state at all (when asked; else true).
     pub has_state: bool,
     /// For each id asked about, in order, whether it was seen.
     pub seen: Vec<bool>,
@@ -46,12 +46,14 @@ pub struct SeenCheck {
 
 /// Remembers the ids each trigger has delivered.
 pub trait SeenStore: Send + Sync + fmt::Debug + 'static {
-    /// Which of `ids` `trigger` has seen, and whether it has any state.
+    /// Which of `ids` `trigger` has seen, and, when `want_state`, whether
+    /// it has any state at all.
     fn seen<'a>(
         &'a self,
         cx: &'a TaskContext,
         trigger: &'a str,
         ids: &'a [String],
+        want_state: bool,
     ) -> StoreFuture<'a, SeenCheck>;
 
     /// Adds `ids` to what `trigger` has seen. Idempotent, so safe to retry.

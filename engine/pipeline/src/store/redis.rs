@@ -34,19 +34,29 @@ impl SeenStore for RedisSeenStore {
         cx: &'a TaskContext,
         trigger: &'a str,
         ids: &'a [String],
+        want_state: bool,
     ) -> StoreFuture<'a, SeenCheck> {
         Box::pin(async move {
             let redis = cx.redis()?;
             let key = self.key(trigger);
-            if ids.is_empty() {
-                let exists: u64 = redis.query(redis::cmd("EXISTS").arg(&key)).await?;
-                return Ok(SeenCheck { has_state: exists > 0, seen: Vec::new() });
+            match (ids.is_empty(), want_state) {
+                (true, false) => Ok(SeenCheck { has_state: true, seen: Vec::new() }),
+                (true, true) => {
+                    let exists: u64 = redis.query(redis::cmd("EXISTS").arg(&key)).await?;
+                    Ok(SeenCheck { has_state: exists > 0, seen: Vec::new() })
+                }
+                (false, false) => {
+                    let seen: Vec<bool> = redis.query(redis::cmd("SMISMEMBER").arg(&key).arg(ids)).await?;
+                    Ok(SeenCheck { has_state: true, seen })
+                }
+                (false, true) => {
+                    // One round trip for both answers.
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("EXISTS").arg(&key).cmd("SMISMEMBER").arg(&key).arg(ids);
+                    let (exists, seen): (u64, Vec<bool>) = redis.query_pipeline(&pipe, true).await?;
+                    Ok(SeenCheck { has_state: exists > 0, seen })
+                }
             }
-            // One round trip for both answers.
-            let mut pipe = redis::pipe();
-            pipe.cmd("EXISTS").arg(&key).cmd("SMISMEMBER").arg(&key).arg(ids);
-            let (exists, seen): (u64, Vec<bool>) = redis.query_pipeline(&pipe, true).await?;
-            Ok(SeenCheck { has_state: exists > 0, seen })
         })
     }
 

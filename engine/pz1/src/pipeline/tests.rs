@@ -62,3 +62,20 @@ fn the_action_body_is_the_item_in_its_canonical_form() {
     let prepared = &Pz1Transform::new(1).prepare(&body("z\"q", 2)).unwrap()[0];
     assert_eq!(delivery_body(prepared), want.as_bytes());
 }
+
+#[test]
+fn each_transform_drops_its_own_kind_of_repeat() {
+    // An event twice (a repeat both drop), then its id again with other
+    // content: a new fingerprint (the workload keeps it) but a repeated id
+    // (configured pipelines drop it).
+    let event = serde_json::to_value(crate::event::Event::generate("z1", 7)).unwrap();
+    let mut changed = event.clone();
+    changed["email"] = "changed@example.com".into();
+    let body = serde_json::json!({"zap": "z1", "seq": 1, "items": [event, event, changed]}).to_string();
+    let compiled = Pz1Transform::new(1).prepare(body.as_bytes()).unwrap();
+    let configured = StepsTransform::new("/items", "id", pz1_steps(1), 10).prepare(body.as_bytes()).unwrap();
+    assert_eq!(compiled.len(), 2, "the workload drops a repeated fingerprint only");
+    assert_eq!(configured.len(), 1, "configured pipelines drop a repeated id");
+    assert_eq!(compiled[0], configured[0]);
+    assert!(compiled[1].canonical.contains("changed@example.com"));
+}
