@@ -126,6 +126,17 @@ impl RedisClient {
         self.run(idempotent, |mut conn| async move { pipe.query_async(&mut conn).await }).await
     }
 
+    /// Runs a Lua script (`EVALSHA`, loading the script when the server does
+    /// not have it yet), retried once after a dropped connection only if
+    /// the caller says the script is `idempotent`.
+    pub async fn invoke_script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        idempotent: bool,
+    ) -> Result<T> {
+        self.run(idempotent, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
     /// The underlying connection manager, for what the methods above do not
     /// cover (e.g. streaming replies). Calls through it get the configured
     /// timeouts and reconnects, but no retry, deadline or metrics from here.

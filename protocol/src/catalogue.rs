@@ -115,6 +115,12 @@ const fn outcome(values: &'static [&'static str]) -> LabelDef {
 /// The `pipeline` label: a pipeline's configured name.
 const PIPELINE: LabelDef =
     LabelDef { name: "pipeline", values: LabelValues::Configured("the pipeline's configured name") };
+/// The `stream` label: a Redis stream's configured key.
+const STREAM: LabelDef =
+    LabelDef { name: "stream", values: LabelValues::Configured("the stream's configured key") };
+const fn stream_gauge(name: &'static str, unit: Unit, help: &'static str) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Gauge, unit, help, labels: &[STREAM], buckets: &[] }
+}
 
 // ---- CPU pool -------------------------------------------------------------
 
@@ -307,6 +313,69 @@ pub const PIPELINE_ITEMS_DELIVERED: MetricDef = counter(
     &[PIPELINE],
 );
 
+// ---- Redis streams --------------------------------------------------------
+
+/// Entries in a stream: waiting to be read or read and not yet settled.
+pub const STREAM_LENGTH: MetricDef = stream_gauge(
+    "switchyard_stream_length",
+    Unit::Count,
+    "Entries in the stream, waiting to be read or read and not yet settled.",
+);
+/// Entries read by a consumer and not yet settled.
+pub const STREAM_PENDING: MetricDef = stream_gauge(
+    "switchyard_stream_pending",
+    Unit::Count,
+    "Entries read by a consumer of the stream's group and not yet settled.",
+);
+/// Entries waiting out a retry delay before they go back to the stream.
+pub const STREAM_DELAYED: MetricDef = stream_gauge(
+    "switchyard_stream_delayed",
+    Unit::Count,
+    "Entries waiting out a retry delay before they return to the stream.",
+);
+/// Age of the oldest entry read and not yet settled.
+pub const STREAM_OLDEST_PENDING_AGE: MetricDef = stream_gauge(
+    "switchyard_stream_oldest_pending_age_seconds",
+    Unit::Seconds,
+    "Age of the oldest entry read from the stream and not yet settled.",
+);
+/// Age of the oldest entry no consumer has read yet: how far behind the group is.
+pub const STREAM_OLDEST_UNREAD_AGE: MetricDef = stream_gauge(
+    "switchyard_stream_oldest_unread_age_seconds",
+    Unit::Seconds,
+    "Age of the oldest entry no consumer of the stream's group has read yet (0 when caught up).",
+);
+/// Entries taken over from a consumer that stopped renewing them.
+pub const STREAM_CLAIMS: MetricDef = counter(
+    "switchyard_stream_claims_total",
+    "Entries claimed from a consumer that stopped renewing them (it died or stalled).",
+    &[STREAM],
+);
+/// Entries delivered again: after a retry delay or a claim.
+pub const STREAM_REDELIVERIES: MetricDef = counter(
+    "switchyard_stream_redeliveries_total",
+    "Entries delivered again, after a retry delay or a claim.",
+    &[STREAM],
+);
+/// Entries moved to the dead-letter stream, by reason.
+pub const STREAM_DEAD_LETTERS: MetricDef = counter(
+    "switchyard_stream_dead_letters_total",
+    "Entries moved to the stream's dead letters, by reason.",
+    &[
+        STREAM,
+        LabelDef {
+            name: "reason",
+            values: LabelValues::Closed(&[
+                "failed",
+                "panicked",
+                "retries_exhausted",
+                "claims_exhausted",
+                "undecodable",
+            ]),
+        },
+    ],
+);
+
 // ---- Process --------------------------------------------------------------
 
 /// Resident set size of the process.
@@ -360,6 +429,14 @@ pub const CATALOGUE: &[MetricDef] = &[
     TASK_CPU_TIME,
     PIPELINE_POLLS,
     PIPELINE_ITEMS_DELIVERED,
+    STREAM_LENGTH,
+    STREAM_PENDING,
+    STREAM_DELAYED,
+    STREAM_OLDEST_PENDING_AGE,
+    STREAM_OLDEST_UNREAD_AGE,
+    STREAM_CLAIMS,
+    STREAM_REDELIVERIES,
+    STREAM_DEAD_LETTERS,
     PROCESS_RESIDENT_MEMORY,
     PROCESS_CPU,
 ];

@@ -12,5 +12,6 @@ mod peers;
 mod pz1;
 mod service;
 mod services;
+mod streams;
 mod support;
 mod thesis;

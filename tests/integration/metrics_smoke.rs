@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, HttpClient, HttpConfig, MysqlConfig, RedisConfig};
 use switchyard::protocol::catalogue::CATALOGUE;
+use switchyard::source::{StreamConfig, StreamProducer, StreamSource};
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_pz1::Pz1Upstream;
 use switchyard_service::{install_prometheus, run_service, Endpoints, RunLimits, ServiceConfig};
@@ -114,6 +115,43 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
         })
         .unwrap();
     assert!(gevent_shaped.watchdog().stats().stalls >= 1);
+
+    // A Redis stream: an entry acked, one retried, one dead-lettered.
+    let stream_engine = Engine::builder().cpu_threads(1).build().unwrap();
+    stream_engine
+        .block_on(async {
+            let redis = RedisConfig::new(&redis_url);
+            let config = StreamConfig {
+                block_ms: 100,
+                ..StreamConfig::new(format!("{}:smoke", switchyard_tests::unique("sy")), "smoke")
+            };
+            let producer = StreamProducer::<String>::connect(&redis, config.clone()).await.unwrap();
+            for item in ["ok", "retry", "fail"] {
+                producer.send(item.to_string(), item).await.unwrap();
+            }
+            let source = StreamSource::<String>::connect(&redis, config.clone()).await.unwrap();
+            tokio::spawn(source.maintenance());
+            let running = stream_engine
+                .start(source, |cx: TaskContext, item: String| async move {
+                    match (item.as_str(), cx.attempt()) {
+                        ("retry", 1) => Err(TaskError::retry_after("later", Duration::from_millis(10))),
+                        ("fail", _) => Err(TaskError::fatal("smoke failure")),
+                        _ => Ok(()),
+                    }
+                })
+                .await
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while running.stats().ok < 2 || running.stats().failed < 1 {
+                assert!(std::time::Instant::now() < deadline, "{:?}", running.stats());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            running.shutdown(Duration::from_secs(1)).await;
+            let client = switchyard::io_reactor::RedisClient::connect(&redis).await.unwrap();
+            let keys = [config.stream.clone(), config.delayed_key(), config.dead_key()];
+            let _: u64 = client.query(redis::cmd("DEL").arg(&keys)).await.unwrap();
+        })
+        .unwrap();
 
     // The service layer: the built-in PZ-1 zaps for a few polls.
     let mut service = ServiceConfig::default();

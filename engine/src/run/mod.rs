@@ -5,7 +5,7 @@
 //! tasks exist, so a full engine stops pulling and nothing queues without
 //! bound. Each task gets a [`TaskContext`](crate::TaskContext); its result
 //! settles its item: ack on success, nack with a delay when the task asked
-//! for a retry, ack-as-failed otherwise.
+//! for a retry, fail (with the reason) otherwise.
 //!
 //! # Shutdown
 //!

@@ -105,10 +105,11 @@ pub(crate) async fn run_task<T: Send + 'static>(
             (TaskOutcome::Panicked, Some(panic_message(&*panic).replace("cpu job", "task")), None)
         }
     };
-    let settled = match (outcome, retry_delay) {
+    let settled = match (outcome, retry_delay, &failure) {
         // An abandoned item is deliberately left unsettled: a durable source delivers it again.
-        (TaskOutcome::Abandoned, _) => Ok(()),
-        (_, Some(delay)) => settle.nack(delay).await,
+        (TaskOutcome::Abandoned, _, _) => Ok(()),
+        (_, Some(delay), _) => settle.nack(delay).await,
+        (TaskOutcome::Failed | TaskOutcome::Panicked, _, Some(reason)) => settle.fail(reason).await,
         _ => settle.ack().await,
     };
     if let Err(e) = settled {

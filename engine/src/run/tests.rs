@@ -52,6 +52,10 @@ impl Settle for LoggedSettle {
         self.log.lock().unwrap().push((self.item, "nack"));
         Box::pin(async { Ok(()) })
     }
+    fn fail(self: Box<Self>, _reason: &str) -> BoxFuture<Result<(), SourceError>> {
+        self.log.lock().unwrap().push((self.item, "fail"));
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl Source for ScriptedSource {
@@ -148,7 +152,7 @@ async fn a_failed_read_is_counted_and_retried_after_a_pause() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn retries_are_nacked_and_failures_acked() {
+async fn retries_are_nacked_and_failures_failed_with_their_reason() {
     let engine = engine(8);
     let source = ScriptedSource::new(0..3);
     let settled = source.settled.clone();
@@ -166,7 +170,7 @@ async fn retries_are_nacked_and_failures_acked() {
     assert_eq!((report.stats.ok, report.stats.retried, report.stats.failed), (1, 1, 1));
     let mut settled = settled.lock().unwrap().clone();
     settled.sort();
-    assert_eq!(settled, [(0, "ack"), (1, "nack"), (2, "ack")]);
+    assert_eq!(settled, [(0, "ack"), (1, "nack"), (2, "fail")]);
     let failures = run.recent_failures();
     assert_eq!(failures.len(), 2);
     assert!(failures.iter().any(|f| f.label == "item-2" && f.reason == "bad item"), "{failures:?}");

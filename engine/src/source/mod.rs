@@ -1,10 +1,11 @@
 //! Where tasks come from, and how they are settled.
 //!
 //! A [`Source`] hands the engine [`Delivery`]s: an item plus the means to
-//! settle it. The engine acknowledges an item once its task succeeded (or
-//! failed for good), hands it back with a retry delay when the task asked
-//! for a retry, and does nothing at all when it could not finish it (shutdown
-//! deadline, process death), so a durable source delivers it again.
+//! settle it. The engine acknowledges an item once its task succeeded,
+//! hands it back with a retry delay when the task asked for a retry, marks
+//! it failed (with the reason) when the task failed for good or panicked,
+//! and does nothing at all when it could not finish it (shutdown deadline,
+//! process death), so a durable source delivers it again.
 //!
 //! The one decision: the engine asks for *at most* as many items as it has
 //! free in-flight slots ([`Source::next_batch`] with `max`), so a full engine
@@ -16,9 +17,12 @@
 //!
 //! [`MemorySource`] is bounded: its producer waits when the queue is full.
 //! [`ScheduleSource`] holds one delivery per recurring entry at most.
+//! [`StreamSource`] reads at most the free slots, and its stream holds at
+//! most `max_len` entries ([`StreamProducer::send`] waits for room).
 
 mod memory;
 mod schedule;
+mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +30,12 @@ use std::time::{Duration, Instant};
 
 pub use memory::{MemoryProducer, MemorySource, SendError, DEFAULT_MAX_ATTEMPTS};
 pub use schedule::{ScheduleEntry, ScheduleSource};
+pub use stream::{
+    DeadLetter, DeadLetters, DeadSelection, StreamConfig, StreamProducer, StreamSendError, StreamSource,
+    DEFAULT_STREAM_BLOCK_MS, DEFAULT_STREAM_CLAIM_IDLE_MS, DEFAULT_STREAM_DEAD_LETTER_MAX_LEN,
+    DEFAULT_STREAM_MAX_DELIVERIES, DEFAULT_STREAM_MAX_LEN, DEFAULT_STREAM_SEND_TIMEOUT_MS,
+    MAX_STREAM_MAX_LEN,
+};
 
 /// A boxed future, as settlement returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -35,10 +45,17 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The means to settle one delivered item.
 pub trait Settle: Send + 'static {
-    /// The task is done with the item (succeeded, or failed for good).
+    /// The task succeeded: the source is done with the item.
     fn ack(self: Box<Self>) -> BoxFuture<Result<(), SourceError>>;
     /// The task failed and the item should be delivered again after `retry_after`.
     fn nack(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>>;
+    /// The task failed for good (or panicked), for `reason`: a durable
+    /// source keeps the item as a dead letter an operator can inspect and
+    /// replay. By default the item is simply acknowledged.
+    fn fail(self: Box<Self>, reason: &str) -> BoxFuture<Result<(), SourceError>> {
+        let _ = reason;
+        self.ack()
+    }
 }
 
 /// One item with its settlement.

@@ -56,6 +56,99 @@ impl EngineMetrics {
     }
 }
 
+/// Why an entry became a dead letter: the closed set of `reason` label
+/// values of `STREAM_DEAD_LETTERS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadReason {
+    /// Its task failed for good.
+    Failed,
+    /// Its task panicked.
+    Panicked,
+    /// Its task asked for retries until the delivery budget ran out.
+    RetriesExhausted,
+    /// Consumers kept dying or stalling on it until the budget ran out.
+    ClaimsExhausted,
+    /// Its fields could not be read as the source's item type.
+    Undecodable,
+}
+
+impl DeadReason {
+    pub(crate) const ALL: [DeadReason; 5] = [
+        DeadReason::Failed,
+        DeadReason::Panicked,
+        DeadReason::RetriesExhausted,
+        DeadReason::ClaimsExhausted,
+        DeadReason::Undecodable,
+    ];
+
+    pub(crate) const fn as_label(self) -> &'static str {
+        match self {
+            DeadReason::Failed => "failed",
+            DeadReason::Panicked => "panicked",
+            DeadReason::RetriesExhausted => "retries_exhausted",
+            DeadReason::ClaimsExhausted => "claims_exhausted",
+            DeadReason::Undecodable => "undecodable",
+        }
+    }
+}
+
+/// A stream's metric handles (its key is the `stream` label).
+pub(crate) struct StreamMetrics {
+    pub(crate) length: Gauge,
+    pub(crate) pending: Gauge,
+    pub(crate) delayed: Gauge,
+    pub(crate) oldest_pending_age: Gauge,
+    pub(crate) oldest_unread_age: Gauge,
+    claims: Counter,
+    redeliveries: Counter,
+    dead_letters: [Counter; DeadReason::ALL.len()],
+}
+
+impl StreamMetrics {
+    pub(crate) fn new(stream: &str) -> Self {
+        let label = cat::STREAM_LENGTH.labels[0].name;
+        let name = stream.to_string();
+        let gauge_of = |def: &cat::MetricDef| gauge!(def.name, label => name.clone());
+        let reason = cat::STREAM_DEAD_LETTERS.labels[1].name;
+        // Counters start as series at 0, so `rate()` and alerts see "none"
+        // rather than no data until the first event.
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        StreamMetrics {
+            length: gauge_of(&cat::STREAM_LENGTH),
+            pending: gauge_of(&cat::STREAM_PENDING),
+            delayed: gauge_of(&cat::STREAM_DELAYED),
+            oldest_pending_age: gauge_of(&cat::STREAM_OLDEST_PENDING_AGE),
+            oldest_unread_age: gauge_of(&cat::STREAM_OLDEST_UNREAD_AGE),
+            claims: zero(counter!(cat::STREAM_CLAIMS.name, label => name.clone())),
+            redeliveries: zero(counter!(cat::STREAM_REDELIVERIES.name, label => name.clone())),
+            dead_letters: DeadReason::ALL.map(|r| {
+                zero(counter!(cat::STREAM_DEAD_LETTERS.name, label => name.clone(), reason => r.as_label()))
+            }),
+        }
+    }
+
+    pub(crate) fn claimed(&self, n: usize) {
+        self.claims.increment(n as u64);
+    }
+
+    pub(crate) fn redelivered(&self, n: usize) {
+        self.redeliveries.increment(n as u64);
+    }
+
+    pub(crate) fn dead_lettered(&self, reason: DeadReason) {
+        self.dead_letters[reason as usize].increment(1);
+    }
+}
+
+impl std::fmt::Debug for StreamMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamMetrics").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for EngineMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineMetrics").finish_non_exhaustive()
@@ -66,6 +159,17 @@ impl std::fmt::Debug for EngineMetrics {
 mod tests {
     use super::*;
     use switchyard_protocol::catalogue::LabelValues;
+
+    #[test]
+    fn dead_letter_reasons_are_the_catalogue_set() {
+        let LabelValues::Closed(values) = cat::STREAM_DEAD_LETTERS.labels[1].values else { panic!("closed") };
+        let labels: Vec<_> = DeadReason::ALL.iter().map(|r| r.as_label()).collect();
+        assert_eq!(labels, values);
+        for (i, r) in DeadReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i);
+        }
+        assert!(cat::STREAM_CLAIMS.labels[0] == cat::STREAM_LENGTH.labels[0]);
+    }
 
     #[test]
     fn task_outcomes_are_the_catalogue_set() {

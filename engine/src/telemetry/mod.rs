@@ -11,5 +11,5 @@ mod metrics;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
-pub(crate) use self::metrics::EngineMetrics;
+pub(crate) use self::metrics::{DeadReason, EngineMetrics, StreamMetrics};
 pub use switchyard_io_reactor::ProcessSample;

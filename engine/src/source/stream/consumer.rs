@@ -1,0 +1,316 @@
+//! The consumer: a [`Source`] over a stream's consumer group.
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use switchyard_io_reactor::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use switchyard_io_reactor::redis::{self, Value};
+use switchyard_io_reactor::{RedisClient, RedisConfig};
+
+use super::config::{default_consumer_name, StreamConfig};
+use super::entry::{now_ms, Entry};
+use super::scripts;
+use super::settle::{dead_letter, StreamSettle};
+use crate::error::Error;
+use crate::source::{Delivery, Source, SourceError};
+use crate::telemetry::{DeadReason, StreamMetrics};
+
+/// How often retries whose delay is over are moved back, at most.
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+/// Most delayed entries moved back per read.
+const PROMOTE_BATCH: usize = 256;
+/// First pause after a failed read; doubles per failure, with full jitter.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest pause after failed reads (a restarting Redis is retried this often).
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What the consumer, its settles and its maintenance share.
+pub(super) struct Shared {
+    pub(super) config: StreamConfig,
+    pub(super) consumer: String,
+    pub(super) commands: RedisClient,
+    /// Entries handed to tasks and not yet settled: their lease is renewed.
+    pub(super) held: Mutex<HashSet<String>>,
+    pub(super) metrics: StreamMetrics,
+}
+
+impl Shared {
+    pub(super) fn release(&self, id: &str) {
+        self.held.lock().expect("held entries lock").remove(id);
+    }
+}
+
+/// The engine's end of a Redis stream: a consumer in the stream's group.
+///
+/// Each read asks for at most the engine's free slots (`XREADGROUP COUNT`),
+/// after moving back retries whose delay is over and claiming entries other
+/// consumers left idle past `claim_idle_ms`. Run [`StreamSource::maintenance`]
+/// beside it: it renews the leases of entries still being worked on and
+/// samples the stream's metrics.
+pub struct StreamSource<T> {
+    shared: Arc<Shared>,
+    /// A connection of its own: a blocking read holds its connection.
+    reader: RedisClient,
+    claim_cursor: String,
+    last_claim: Option<Instant>,
+    last_promote: Option<Instant>,
+    failures: u32,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for StreamSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSource")
+            .field("stream", &self.shared.config.stream)
+            .field("group", &self.shared.config.group)
+            .field("consumer", &self.shared.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
+    /// Connects (two connections: one for blocking reads, one for the rest)
+    /// and creates the group if it is missing, starting from the stream's
+    /// first entry so nothing added before the group existed is skipped.
+    pub async fn connect(redis: &RedisConfig, config: StreamConfig) -> Result<StreamSource<T>, Error> {
+        config.validate()?;
+        let commands = RedisClient::connect(redis).await.map_err(Error::io)?;
+        // The read blocks up to block_ms: its response deadline must be longer.
+        let read_deadline = redis.response_timeout_ms.max(config.block_ms + 5_000);
+        let reader =
+            RedisClient::connect(&RedisConfig { response_timeout_ms: read_deadline, ..redis.clone() })
+                .await
+                .map_err(Error::io)?;
+        let created: Result<(), _> = commands
+            .query(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&config.stream)
+                    .arg(&config.group)
+                    .arg("0")
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        if let Err(e) = created {
+            if !e.to_string().contains("BUSYGROUP") {
+                return Err(Error::io(e));
+            }
+        }
+        let consumer = config.consumer.clone().unwrap_or_else(default_consumer_name);
+        let metrics = StreamMetrics::new(&config.stream);
+        let shared = Arc::new(Shared { config, consumer, commands, held: Mutex::default(), metrics });
+        Ok(StreamSource {
+            shared,
+            reader,
+            claim_cursor: "0-0".to_string(),
+            last_claim: None,
+            last_promote: None,
+            failures: 0,
+            _item: PhantomData,
+        })
+    }
+
+    /// This consumer's name in the group.
+    pub fn consumer(&self) -> &str {
+        &self.shared.consumer
+    }
+
+    /// Renews the leases of entries this consumer's tasks still hold, and
+    /// samples the stream's metrics. Spawn it beside the run; it ends once
+    /// the source and every delivery it handed out are gone.
+    pub fn maintenance(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        super::maintenance::run(Arc::downgrade(&self.shared))
+    }
+
+    async fn read(&mut self, max: usize) -> Result<Vec<Delivery<T>>, SourceError> {
+        let now = Instant::now();
+        if self.last_promote.is_none_or(|at| now.duration_since(at) >= PROMOTE_EVERY) {
+            self.promote().await?;
+            self.last_promote = Some(now);
+        }
+        let mut deliveries = Vec::new();
+        let claim_every = Duration::from_millis(self.shared.config.claim_idle_ms / 3);
+        let claim_due = self.last_claim.is_none_or(|at| now.duration_since(at) >= claim_every);
+        if claim_due || self.claim_cursor != "0-0" {
+            self.claim(max, &mut deliveries).await?;
+            self.last_claim = Some(now);
+        }
+        if deliveries.len() < max {
+            // Block only when there is nothing to hand over yet.
+            let block = deliveries.is_empty();
+            self.read_new(max - deliveries.len(), block, &mut deliveries).await?;
+        }
+        Ok(deliveries)
+    }
+
+    async fn promote(&self) -> Result<(), SourceError> {
+        let c = &self.shared.config;
+        let mut invocation = scripts::PROMOTE.prepare_invoke();
+        invocation.key(c.delayed_key()).key(&c.stream).arg(now_ms()).arg(PROMOTE_BATCH);
+        // Safe to repeat: a second run finds the moved entries gone from the set.
+        let _moved: u64 = self.shared.commands.invoke_script(&invocation, true).await?;
+        Ok(())
+    }
+
+    /// Takes over entries idle past `claim_idle_ms`: their consumer died or
+    /// stalled (a live one renews its entries well before).
+    async fn claim(&mut self, max: usize, out: &mut Vec<Delivery<T>>) -> Result<(), SourceError> {
+        let c = &self.shared.config;
+        let reply: StreamAutoClaimReply = self
+            .shared
+            .commands
+            .query(
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&c.stream)
+                    .arg(&c.group)
+                    .arg(&self.shared.consumer)
+                    .arg(c.claim_idle_ms)
+                    .arg(&self.claim_cursor)
+                    .arg("COUNT")
+                    .arg(max),
+            )
+            .await?;
+        self.claim_cursor = reply.next_stream_id;
+        if reply.claimed.is_empty() {
+            return Ok(());
+        }
+        self.shared.metrics.claimed(reply.claimed.len());
+        let counts = self.delivery_counts(&reply.claimed).await?;
+        for sid in reply.claimed {
+            let times = counts.iter().find(|(id, _)| *id == sid.id).map_or(1, |(_, n)| *n);
+            self.accept(sid, times, out).await?;
+        }
+        Ok(())
+    }
+
+    /// How many times each claimed entry has been delivered, claims included.
+    async fn delivery_counts(&self, claimed: &[StreamId]) -> Result<Vec<(String, u32)>, SourceError> {
+        let c = &self.shared.config;
+        let (first, last) = (&claimed[0].id, &claimed[claimed.len() - 1].id);
+        let pending: Value = self
+            .shared
+            .commands
+            .query(
+                redis::cmd("XPENDING")
+                    .arg(&c.stream)
+                    .arg(&c.group)
+                    .arg(first)
+                    .arg(last)
+                    .arg(claimed.len())
+                    .arg(&self.shared.consumer),
+            )
+            .await?;
+        let rows: Vec<(String, String, u64, u64)> = redis::from_redis_value(pending)?;
+        Ok(rows.into_iter().map(|(id, _, _, times)| (id, u32::try_from(times).unwrap_or(u32::MAX))).collect())
+    }
+
+    async fn read_new(
+        &mut self,
+        count: usize,
+        block: bool,
+        out: &mut Vec<Delivery<T>>,
+    ) -> Result<(), SourceError> {
+        let c = &self.shared.config;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(&c.group).arg(&self.shared.consumer).arg("COUNT").arg(count);
+        if block {
+            cmd.arg("BLOCK").arg(c.block_ms);
+        }
+        cmd.arg("STREAMS").arg(&c.stream).arg(">");
+        // Not retried: a read that reached Redis has assigned its entries to
+        // this consumer; if the reply is lost they are claimed later.
+        let reply: Option<StreamReadReply> = self.reader.query_once(&cmd).await?;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for sid in key.ids {
+                self.accept(sid, 1, out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns an entry into a delivery, or dead-letters it when it cannot be
+    /// read or has been delivered too often. `times` counts this delivery.
+    async fn accept(&self, sid: StreamId, times: u32, out: &mut Vec<Delivery<T>>) -> Result<(), SourceError> {
+        let shared = &self.shared;
+        let Some(entry) = Entry::from_fields(sid.id.clone(), &sid.map) else {
+            let entry =
+                Entry { id: sid.id, item: String::new(), label: String::new(), attempt: 1, at_ms: now_ms() };
+            return dead_letter(shared, &entry, DeadReason::Undecodable, "the entry has no item field").await;
+        };
+        let attempt = entry.attempt.saturating_add(times.saturating_sub(1));
+        if attempt > shared.config.max_deliveries {
+            let why =
+                format!("delivered {attempt} times without being settled (its consumers died or stalled)");
+            return dead_letter(shared, &entry, DeadReason::ClaimsExhausted, &why).await;
+        }
+        let item: T = match serde_json::from_str(&entry.item) {
+            Ok(item) => item,
+            Err(e) => {
+                let why = format!("the item is not a valid {}: {e}", std::any::type_name::<T>());
+                return dead_letter(shared, &entry, DeadReason::Undecodable, &why).await;
+            }
+        };
+        if attempt > 1 {
+            shared.metrics.redelivered(1);
+        }
+        shared.held.lock().expect("held entries lock").insert(entry.id.clone());
+        let (label, available_at) = (entry.label.clone(), entry.available_at());
+        let settle = Box::new(StreamSettle::new(entry, attempt, shared.clone()));
+        out.push(Delivery::new(item, label, attempt, available_at, settle));
+        Ok(())
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Source for StreamSource<T> {
+    type Item = T;
+
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Delivery<T>>>, SourceError> {
+        loop {
+            if self.failures > 0 {
+                tokio::time::sleep(retry_pause(self.failures)).await;
+            }
+            match self.read(max.max(1)).await {
+                Ok(batch) => {
+                    self.failures = 0;
+                    if !batch.is_empty() {
+                        return Ok(Some(batch));
+                    }
+                    // A read that blocked and found nothing: read again
+                    // (the engine stops intake by dropping this future).
+                }
+                Err(e) => {
+                    self.failures = self.failures.saturating_add(1);
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The pause before read number `failures` + 1 after consecutive failures:
+/// exponential from [`RETRY_MIN`] to [`RETRY_MAX`], with full jitter so a
+/// fleet of consumers does not reconnect in step.
+fn retry_pause(failures: u32) -> Duration {
+    let ceiling = RETRY_MIN.saturating_mul(1 << failures.min(16)).min(RETRY_MAX);
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), failures);
+    ceiling.mul_f64((random % 1_000) as f64 / 1_000.0).max(Duration::from_millis(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_grow_and_stay_bounded() {
+        for failures in 1..40 {
+            let pause = retry_pause(failures);
+            assert!(pause >= Duration::from_millis(10) && pause <= RETRY_MAX, "{failures}: {pause:?}");
+        }
+        let early: Duration = (0..200).map(|_| retry_pause(1)).sum();
+        let late: Duration = (0..200).map(|_| retry_pause(10)).sum();
+        assert!(late > early * 5, "the pause grows with failures: {early:?} then {late:?}");
+    }
+}
