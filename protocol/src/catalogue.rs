@@ -313,6 +313,14 @@ pub const PIPELINE_ITEMS_DELIVERED: MetricDef = counter(
     &[PIPELINE],
 );
 
+/// Items a pipeline's transform could not prepare (malformed), each counted
+/// once per poll that saw it.
+pub const PIPELINE_ITEMS_REJECTED: MetricDef = counter(
+    "switchyard_pipeline_items_rejected_total",
+    "Items each pipeline's transform rejected as malformed (the rest of the poll goes on).",
+    &[PIPELINE],
+);
+
 // ---- Redis streams --------------------------------------------------------
 
 /// Entries in a stream: waiting to be read or read and not yet settled.
@@ -429,6 +437,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     TASK_CPU_TIME,
     PIPELINE_POLLS,
     PIPELINE_ITEMS_DELIVERED,
+    PIPELINE_ITEMS_REJECTED,
     STREAM_LENGTH,
     STREAM_PENDING,
     STREAM_DELAYED,

@@ -53,4 +53,6 @@ pub use store::{
 };
 pub use template::Template;
 pub use text::{collapse_whitespace, decimal_to_cents, lower_case, sort_dedupe, trim, AmountError};
-pub use transform::{StepsTransform, Transform, TransformError};
+pub use transform::{
+    Prepared, RejectedItem, StepsTransform, Transform, TransformError, MAX_REJECTED_ITEM_CHARS,
+};

@@ -203,11 +203,13 @@ impl Pipeline {
 
         // Parsing the body is CPU work too: it runs on the pool with the steps.
         let transform = self.parts.transform.clone();
-        let items = cx
+        let prepared = cx
             .cpu_stage("transform", move || transform.prepare(&body))
             .await
             .map_err(|e| PollError::at(Stage::Transform, e, done))?
             .map_err(|e| PollError::at(Stage::Transform, e, done))?;
+        self.report_rejected(job, &prepared.rejected);
+        let items = prepared.items;
         done.items = u32::try_from(items.len()).unwrap_or(u32::MAX);
 
         let seen_store = &self.parts.stores.seen;
@@ -252,6 +254,24 @@ impl Pipeline {
         match failure {
             Some(e) => Err(PollError::at(Stage::Action, e, done)),
             None => Ok(done),
+        }
+    }
+
+    /// Counts and logs the items a poll's transform rejected. They are not
+    /// marked seen: the next poll rejects them again until the API fixes
+    /// them (the durable service keeps them as dead letters instead).
+    pub fn report_rejected(&self, job: &PollJob, rejected: &[crate::transform::RejectedItem]) {
+        if let Some(first) = rejected.first() {
+            self.metrics.rejected(rejected.len());
+            tracing::warn!(
+                pipeline = %self.parts.name,
+                trigger = %job.trigger,
+                seq = job.seq,
+                rejected = rejected.len(),
+                first_index = first.index,
+                first_reason = %first.reason,
+                "items rejected by the transform"
+            );
         }
     }
 

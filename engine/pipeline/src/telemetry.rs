@@ -6,7 +6,7 @@
 #![allow(clippy::disallowed_macros)]
 
 use metrics::{counter, Counter};
-use switchyard::protocol::catalogue::{PIPELINE_ITEMS_DELIVERED, PIPELINE_POLLS};
+use switchyard::protocol::catalogue::{PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED, PIPELINE_POLLS};
 
 /// The `outcome` values of `PIPELINE_POLLS`, in the order of
 /// [`PipelineMetrics::polls`].
@@ -15,17 +15,26 @@ const POLL_OUTCOMES: [&str; 2] = ["ok", "failed"];
 pub(crate) struct PipelineMetrics {
     polls: [Counter; 2],
     delivered: Counter,
+    rejected: Counter,
 }
 
 impl PipelineMetrics {
     pub(crate) fn new(pipeline: &str) -> Self {
         let name = pipeline.to_string();
-        PipelineMetrics {
+        let metrics = PipelineMetrics {
             polls: POLL_OUTCOMES.map(
                 |outcome| counter!(PIPELINE_POLLS.name, "pipeline" => name.clone(), "outcome" => outcome),
             ),
-            delivered: counter!(PIPELINE_ITEMS_DELIVERED.name, "pipeline" => name),
-        }
+            delivered: counter!(PIPELINE_ITEMS_DELIVERED.name, "pipeline" => name.clone()),
+            rejected: counter!(PIPELINE_ITEMS_REJECTED.name, "pipeline" => name),
+        };
+        // Series at 0 from the start, so "none" is a value, not missing data.
+        metrics.rejected.increment(0);
+        metrics
+    }
+
+    pub(crate) fn rejected(&self, n: usize) {
+        self.rejected.increment(n as u64);
     }
 
     pub(crate) fn polled(&self, ok: bool, delivered: u32) {
@@ -53,7 +62,9 @@ mod tests {
             panic!("outcome is a closed set")
         };
         assert_eq!(outcomes, POLL_OUTCOMES);
-        let names: Vec<_> = PIPELINE_ITEMS_DELIVERED.labels.iter().map(|l| l.name).collect();
-        assert_eq!(names, ["pipeline"]);
+        for def in [PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED] {
+            let names: Vec<_> = def.labels.iter().map(|l| l.name).collect();
+            assert_eq!(names, ["pipeline"]);
+        }
     }
 }

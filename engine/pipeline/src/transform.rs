@@ -34,15 +34,42 @@ impl fmt::Display for TransformError {
 
 impl std::error::Error for TransformError {}
 
+/// Most characters of a rejected item kept with its reason.
+pub const MAX_REJECTED_ITEM_CHARS: usize = 4_096;
+
+/// An item a transform could not prepare, and why. One bad item never
+/// fails its poll: it is rejected and the others go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem {
+    /// Its position in the poll.
+    pub index: usize,
+    /// The item as the API sent it (compact JSON, at most
+    /// [`MAX_REJECTED_ITEM_CHARS`] characters).
+    pub raw: String,
+    /// Why, naming the field.
+    pub reason: String,
+}
+
+/// What a transform made of a poll's body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prepared {
+    /// The prepared items, in the body's order.
+    pub items: Vec<PreparedItem>,
+    /// The items that could not be prepared.
+    pub rejected: Vec<RejectedItem>,
+}
+
 /// Turns a poll's response body into prepared items, in the body's order.
 ///
-/// Dropping a poll's repeats is the transform's: [`StepsTransform`] keeps
-/// the first item of each id (dedup state is kept by id); workload PZ-1's
-/// transform keeps the first of each fingerprint, as the workload says.
+/// A body that cannot be read at all fails the poll; an item that cannot be
+/// prepared is rejected, with its reason, and the rest go on. Dropping a
+/// poll's repeats is the transform's: [`StepsTransform`] keeps the first
+/// item of each id (dedup state is kept by id); workload PZ-1's transform
+/// keeps the first of each fingerprint, as the workload says.
 pub trait Transform: Send + Sync + fmt::Debug + 'static {
     /// Parses `body` and prepares every item: its id, canonical form and
     /// fingerprint.
-    fn prepare(&self, body: &[u8]) -> Result<Vec<PreparedItem>, TransformError>;
+    fn prepare(&self, body: &[u8]) -> Result<Prepared, TransformError>;
 }
 
 /// The configured transform: the array at `items_pointer`, each item put
@@ -77,7 +104,7 @@ impl StepsTransform {
 }
 
 impl Transform for StepsTransform {
-    fn prepare(&self, body: &[u8]) -> Result<Vec<PreparedItem>, TransformError> {
+    fn prepare(&self, body: &[u8]) -> Result<Prepared, TransformError> {
         let pointer = self.items_pointer.as_str();
         let mut doc: Value = serde_json::from_slice(body)
             .map_err(|e| TransformError::new(format!("poll body is not valid JSON: {e}")))?;
@@ -94,15 +121,36 @@ impl Transform for StepsTransform {
             )));
         }
         let mut ids = std::collections::HashSet::with_capacity(items.len());
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let prepared = prepare_item(item, &self.id_field, &self.steps, self.rounds)
-                .map_err(|e| TransformError::new(format!("item {i}: {e}")))?;
-            if ids.insert(prepared.id.clone()) {
-                out.push(prepared);
+        let mut prepared = Prepared { items: Vec::with_capacity(items.len()), rejected: Vec::new() };
+        for (index, item) in items.into_iter().enumerate() {
+            match prepare_item(item, &self.id_field, &self.steps, self.rounds) {
+                Ok(item) => {
+                    if ids.insert(item.id.clone()) {
+                        prepared.items.push(item);
+                    }
+                }
+                Err(e) => {
+                    prepared.rejected.push(RejectedItem { index, raw: String::new(), reason: e.to_string() })
+                }
             }
         }
-        Ok(out)
+        if !prepared.rejected.is_empty() {
+            // The steps consumed the bad items: read them again as sent (a
+            // second parse, only for a poll that has rejects).
+            fill_raw(body, pointer, &mut prepared.rejected);
+        }
+        Ok(prepared)
+    }
+}
+
+/// Puts each rejected item's text as the API sent it into `raw`.
+fn fill_raw(body: &[u8], pointer: &str, rejected: &mut [RejectedItem]) {
+    let Ok(mut doc) = serde_json::from_slice::<Value>(body) else { return };
+    let Some(Value::Array(items)) = doc.pointer_mut(pointer).map(Value::take) else { return };
+    for reject in rejected {
+        if let Some(item) = items.get(reject.index) {
+            reject.raw = item.to_string().chars().take(MAX_REJECTED_ITEM_CHARS).collect();
+        }
     }
 }
 
@@ -110,8 +158,8 @@ impl Transform for StepsTransform {
 mod tests {
     use super::*;
 
-    fn ids(items: &[PreparedItem]) -> Vec<&str> {
-        items.iter().map(|i| i.id.as_str()).collect()
+    fn ids(prepared: &Prepared) -> Vec<&str> {
+        prepared.items.iter().map(|i| i.id.as_str()).collect()
     }
 
     #[test]
@@ -125,8 +173,12 @@ mod tests {
         let root = StepsTransform::new("", "id", Vec::new(), 10);
         assert!(root.prepare(b"[").unwrap_err().to_string().contains("not valid JSON"));
         assert_eq!(ids(&root.prepare(br#"[{"id":7}]"#).unwrap()), ["7"]);
-        let bad = root.prepare(br#"[{"id":7},{"name":"x"}]"#).unwrap_err().to_string();
-        assert!(bad.starts_with("item 1: field id"), "{bad}");
+        let mixed = root.prepare(br#"[{"id":7},{"name":"x"},{"id":8}]"#).unwrap();
+        assert_eq!(ids(&mixed), ["7", "8"], "one bad item does not fail the poll");
+        assert_eq!(mixed.rejected.len(), 1);
+        let reject = &mixed.rejected[0];
+        assert_eq!((reject.index, reject.raw.as_str()), (1, r#"{"name":"x"}"#));
+        assert!(reject.reason.starts_with("field id"), "{}", reject.reason);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request};
 use switchyard_pipeline::{
-    DeliveryPolicy, Pipeline, PipelineParts, PollJob, PreparedItem, Requests, Seeding, StepConfig, Stores,
-    Transform, TransformError,
+    DeliveryPolicy, Pipeline, PipelineParts, PollJob, Prepared, PreparedItem, Requests, Seeding, StepConfig,
+    Stores, Transform, TransformError,
 };
 
 use crate::delay::delay_ms;
@@ -93,12 +93,15 @@ impl Pz1Transform {
 }
 
 impl Transform for Pz1Transform {
-    fn prepare(&self, body: &[u8]) -> Result<Vec<PreparedItem>, TransformError> {
+    fn prepare(&self, body: &[u8]) -> Result<Prepared, TransformError> {
+        // The workload's typed parse reads the body whole: a bad item fails
+        // the poll, as the workload specifies.
         let items = transform_poll(body, self.rounds).map_err(|e| TransformError::new(e.to_string()))?;
-        Ok(items
+        let items = items
             .into_iter()
             .map(|t| PreparedItem { id: t.id, fingerprint: t.fingerprint, canonical: t.canonical_json })
-            .collect())
+            .collect();
+        Ok(Prepared { items, rejected: Vec::new() })
     }
 }
 

@@ -45,7 +45,7 @@ fn events_items_canonical_forms_and_fingerprints() {
         let configured = StepsTransform::new("/items", "id", pz1::pz1_steps(400), 10);
         let transforms: [&dyn Transform; 2] = [&Pz1Transform::new(400), &configured];
         for transform in transforms {
-            let out = transform.prepare(&body).unwrap();
+            let out = transform.prepare(&body).unwrap().items;
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].canonical, str_of(case, "canonical"), "{transform:?}");
             assert_eq!(out[0].fingerprint, str_of(case, "fingerprint_rounds_400"), "{transform:?}");

@@ -59,7 +59,7 @@ fn the_action_body_is_the_item_in_its_canonical_form() {
         item: &typed.canonical,
     })
     .unwrap();
-    let prepared = &Pz1Transform::new(1).prepare(&body("z\"q", 2)).unwrap()[0];
+    let prepared = &Pz1Transform::new(1).prepare(&body("z\"q", 2)).unwrap().items[0];
     assert_eq!(delivery_body(prepared), want.as_bytes());
 }
 
@@ -72,8 +72,9 @@ fn each_transform_drops_its_own_kind_of_repeat() {
     let mut changed = event.clone();
     changed["email"] = "changed@example.com".into();
     let body = serde_json::json!({"zap": "z1", "seq": 1, "items": [event, event, changed]}).to_string();
-    let compiled = Pz1Transform::new(1).prepare(body.as_bytes()).unwrap();
-    let configured = StepsTransform::new("/items", "id", pz1_steps(1), 10).prepare(body.as_bytes()).unwrap();
+    let compiled = Pz1Transform::new(1).prepare(body.as_bytes()).unwrap().items;
+    let configured =
+        StepsTransform::new("/items", "id", pz1_steps(1), 10).prepare(body.as_bytes()).unwrap().items;
     assert_eq!(compiled.len(), 2, "the workload drops a repeated fingerprint only");
     assert_eq!(configured.len(), 1, "configured pipelines drop a repeated id");
     assert_eq!(compiled[0], configured[0]);
