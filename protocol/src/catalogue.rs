@@ -321,6 +321,19 @@ pub const PIPELINE_ITEMS_REJECTED: MetricDef = counter(
     &[PIPELINE],
 );
 
+/// Times a durable pipeline found its dedup state lost (the marker outlived the set).
+pub const PIPELINE_STATE_LOST: MetricDef = counter(
+    "switchyard_pipeline_state_lost_total",
+    "Times a durable pipeline found its dedup state lost; its page is then delivered again, keyed.",
+    &[PIPELINE],
+);
+/// Delivery attempts of durable pipelines, by outcome.
+pub const PIPELINE_DELIVERY_ATTEMPTS: MetricDef = counter(
+    "switchyard_pipeline_delivery_attempts_total",
+    "Delivery attempts of each durable pipeline, by outcome (retry: tried again later; permanent: dead-lettered).",
+    &[PIPELINE, outcome(&["delivered", "retry", "permanent"])],
+);
+
 // ---- Redis streams --------------------------------------------------------
 
 /// Entries in a stream: waiting to be read or read and not yet settled.
@@ -438,6 +451,8 @@ pub const CATALOGUE: &[MetricDef] = &[
     PIPELINE_POLLS,
     PIPELINE_ITEMS_DELIVERED,
     PIPELINE_ITEMS_REJECTED,
+    PIPELINE_STATE_LOST,
+    PIPELINE_DELIVERY_ATTEMPTS,
     STREAM_LENGTH,
     STREAM_PENDING,
     STREAM_DELAYED,

@@ -27,6 +27,8 @@ const UNPANELLED: &[(&MetricDef, &str)] = &[
     (&cat::STREAM_CLAIMS, STREAMS_NOT_YET),
     (&cat::STREAM_REDELIVERIES, STREAMS_NOT_YET),
     (&cat::STREAM_DEAD_LETTERS, STREAMS_NOT_YET),
+    (&cat::PIPELINE_STATE_LOST, STREAMS_NOT_YET),
+    (&cat::PIPELINE_DELIVERY_ATTEMPTS, STREAMS_NOT_YET),
 ];
 /// Why the stream metrics have no panel yet.
 const STREAMS_NOT_YET: &str = "the service does not run on streams yet, so a panel would stay empty";

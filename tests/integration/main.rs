@@ -3,6 +3,7 @@
 mod backpressure;
 mod dashboards;
 mod dependencies;
+mod durable;
 mod examples;
 mod failures;
 mod host_recorder;

@@ -84,6 +84,7 @@ fn config(lb: &Loopback, name: &str) -> ServiceConfig {
     std::env::set_var("SY_IT_HOOK_TOKEN", "hook-token");
     let text = format!(
         r#"
+        state = "ephemeral"
         [[pipelines]]
         name = "{name}"
         [pipelines.source]

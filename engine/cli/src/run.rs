@@ -14,7 +14,7 @@ use switchyard_service::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::engine_args::{check_stores_pair, EngineArgs};
+use crate::engine_args::EngineArgs;
 use crate::failure::Failure;
 use crate::signals::stop_on_signal;
 
@@ -52,8 +52,6 @@ impl RunArgs {
             config.engine.model = v;
         }
         self.engine.apply(&mut config.engine);
-        check_stores_pair(&config.engine, ["engine.redis", "engine.mysql"])
-            .map_err(|e| Failure::Config(anyhow::anyhow!(e)))?;
         config.validate().map_err(|e| Failure::Config(e.into()))?;
         Ok(config)
     }

@@ -38,6 +38,7 @@ fn write_config(name: &str, text: &str) -> std::path::PathBuf {
 }
 
 const PIPELINE: &str = r#"
+state = "ephemeral"
 [[pipelines]]
 name = "orders"
 [pipelines.source]
@@ -67,6 +68,18 @@ fn bad_configuration_exits_78_naming_the_key() {
     let out = switchyard().args(["run", "--config", "/nonexistent/switchyard.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(78), "a missing file is a configuration error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/switchyard.toml"));
+}
+
+#[test]
+fn configured_pipelines_without_redis_refuse_to_start_unless_state_is_ephemeral() {
+    let path = write_config("no-redis.toml", &PIPELINE.replace("state = \"ephemeral\"\n", ""));
+    let out = switchyard().args(["run", "--config"]).arg(&path).env("SY_CLI_TOKEN", "t").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("engine.redis") && stderr.contains("ephemeral"),
+        "says why and what to do: {stderr}"
+    );
 }
 
 #[test]

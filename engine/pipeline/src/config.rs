@@ -16,6 +16,10 @@ use crate::template::Template;
 
 /// Default most items one poll may return before it is refused.
 pub const DEFAULT_MAX_ITEMS_PER_POLL: usize = 10_000;
+/// Default most ids a durable pipeline remembers (the newest first seen).
+pub const DEFAULT_DEDUP_MAX_IDS: usize = 100_000;
+/// Default longest a durable pipeline remembers an id: 30 days.
+pub const DEFAULT_DEDUP_MAX_AGE_MS: u64 = 30 * 24 * 3_600_000;
 /// Default webhook delivery attempts per item and poll.
 pub const DEFAULT_ACTION_MAX_ATTEMPTS: u32 = 4;
 /// Default first retry delay of a webhook delivery.
@@ -36,6 +40,27 @@ pub struct PipelineConfig {
     pub steps: Vec<StepConfig>,
     /// Where new items go.
     pub action: ActionConfig,
+    /// How much dedup state a durable pipeline keeps.
+    #[serde(default)]
+    pub dedup: DedupConfig,
+}
+
+/// The bounds of a durable pipeline's dedup state. An id beyond them that
+/// reappears on the API is delivered again, with the same Idempotency-Key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// Most ids remembered, the newest first seen kept.
+    pub max_ids: usize,
+    /// Longest an id is remembered; also how long the state outlives the
+    /// pipeline's last poll.
+    pub max_age_ms: u64,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig { max_ids: DEFAULT_DEDUP_MAX_IDS, max_age_ms: DEFAULT_DEDUP_MAX_AGE_MS }
+    }
 }
 
 /// The polled API.
@@ -157,6 +182,15 @@ impl PipelineConfig {
                 "exceeds max_backoff_ms",
             ));
         }
+        if self.dedup.max_ids == 0 || self.dedup.max_ids > 10_000_000 {
+            return Err(ConfigError::new(format!("{key}.dedup.max_ids"), "must be 1 to 10,000,000"));
+        }
+        if !(60_000..=365 * 24 * 3_600_000).contains(&self.dedup.max_age_ms) {
+            return Err(ConfigError::new(
+                format!("{key}.dedup.max_age_ms"),
+                "must be one minute to one year",
+            ));
+        }
         let fingerprints: Vec<usize> = self
             .steps
             .iter()
@@ -197,6 +231,14 @@ impl PipelineConfig {
         shown.source.url = Template::new(redact_url_template(shown.source.url.as_written()));
         shown.action.url = Template::new(redact_url_template(shown.action.url.as_written()));
         shown
+    }
+
+    /// The dedup bounds of this pipeline when durable.
+    pub fn dedup_bounds(&self) -> crate::durable::DedupBounds {
+        crate::durable::DedupBounds {
+            max_ids: self.dedup.max_ids,
+            max_age: std::time::Duration::from_millis(self.dedup.max_age_ms),
+        }
     }
 
     /// Rounds of the fingerprint step (1 when there is none).

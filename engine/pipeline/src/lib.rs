@@ -24,6 +24,7 @@
 //! [`TaskContext`]: switchyard::TaskContext
 
 mod config;
+mod durable;
 mod error;
 mod fingerprint;
 mod job;
@@ -37,8 +38,13 @@ mod text;
 mod transform;
 
 pub use config::{
-    redact_url_template, ActionConfig, PipelineConfig, SourceConfig, DEFAULT_ACTION_INITIAL_BACKOFF_MS,
-    DEFAULT_ACTION_MAX_ATTEMPTS, DEFAULT_ACTION_MAX_BACKOFF_MS, DEFAULT_MAX_ITEMS_PER_POLL,
+    redact_url_template, ActionConfig, DedupConfig, PipelineConfig, SourceConfig,
+    DEFAULT_ACTION_INITIAL_BACKOFF_MS, DEFAULT_ACTION_MAX_ATTEMPTS, DEFAULT_ACTION_MAX_BACKOFF_MS,
+    DEFAULT_DEDUP_MAX_AGE_MS, DEFAULT_DEDUP_MAX_IDS, DEFAULT_MAX_ITEMS_PER_POLL,
+};
+pub use durable::{
+    idempotency_key, retry_after, verdict, Backoff, DedupBounds, DeliveryJob, Outbox, SeenState, Verdict,
+    IDEMPOTENCY_KEY, MAX_RETRY_AFTER,
 };
 pub use error::ConfigError;
 pub use fingerprint::{fingerprint, fingerprint_hex, fingerprint_raw};
@@ -47,9 +53,9 @@ pub use pipeline::{delivery_body, DeliveryPolicy, Pipeline, PipelineCounters, Pi
 pub use requests::{ConfiguredRequests, Requests};
 pub use steps::{apply_steps, canonical_json, prepare_item, PreparedItem, StepConfig, StepError};
 pub use store::{
-    create_runs_table, runs_table_ddl, MemoryStores, MysqlRunLog, RedisSeenStore, RunLog, RunRecord,
-    SeenCheck, SeenStore, StoreError, StoreFuture, Stores, MEMORY_MAX_RECORDS, MEMORY_MAX_SEEN_PER_TRIGGER,
-    SEEN_TTL,
+    create_runs_table, runs_table_ddl, MemoryStores, MysqlRunLog, NoRunLog, RedisSeenStore, RunLog,
+    RunRecord, SeenCheck, SeenStore, StoreError, StoreFuture, Stores, MEMORY_MAX_RECORDS,
+    MEMORY_MAX_SEEN_PER_TRIGGER, SEEN_TTL,
 };
 pub use template::Template;
 pub use text::{collapse_whitespace, decimal_to_cents, lower_case, sort_dedupe, trim, AmountError};

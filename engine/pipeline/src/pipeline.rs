@@ -31,7 +31,7 @@ use crate::requests::{ConfiguredRequests, Requests};
 use crate::steps::PreparedItem;
 use crate::store::{RunRecord, Stores};
 use crate::telemetry::PipelineMetrics;
-use crate::transform::{StepsTransform, Transform};
+use crate::transform::{Prepared, StepsTransform, Transform};
 
 /// A member every seeded trigger's state holds, so an empty first poll
 /// still counts as seeded. No API id starts with a control character.
@@ -48,6 +48,10 @@ pub struct PipelineCounters {
     pub delivered: AtomicU64,
     /// Delivery attempts that failed (each retry counts).
     pub delivery_failures: AtomicU64,
+    /// Items its transform rejected as malformed.
+    pub rejected: AtomicU64,
+    /// Times its dedup state was found lost (durable pipelines).
+    pub state_lost: AtomicU64,
 }
 
 /// When a poll seeds its trigger's dedup state instead of delivering.
@@ -112,10 +116,10 @@ pub struct PipelineParts {
 /// A polling pipeline, ready to run polls from any number of tasks.
 #[derive(Debug)]
 pub struct Pipeline {
-    parts: PipelineParts,
+    pub(crate) parts: PipelineParts,
     backoff: ExponentialBuilder,
-    counters: Arc<PipelineCounters>,
-    metrics: PipelineMetrics,
+    pub(crate) counters: Arc<PipelineCounters>,
+    pub(crate) metrics: PipelineMetrics,
 }
 
 impl Pipeline {
@@ -171,6 +175,16 @@ impl Pipeline {
     /// own error wins over a failure to record it.
     pub async fn poll(&self, cx: &TaskContext, job: &PollJob) -> Result<PollOutcome, PollError> {
         let result = self.execute(cx, job).await;
+        self.finish(cx, job, result).await
+    }
+
+    /// Records a poll's result in the run log and counts it.
+    pub(crate) async fn finish(
+        &self,
+        cx: &TaskContext,
+        job: &PollJob,
+        result: Result<PollOutcome, PollError>,
+    ) -> Result<PollOutcome, PollError> {
         let done = result.as_ref().map_or_else(|e| e.partial, |done| *done);
         let record = RunRecord {
             run_id: self.parts.run_id.clone(),
@@ -195,22 +209,32 @@ impl Pipeline {
         result
     }
 
-    async fn execute(&self, cx: &TaskContext, job: &PollJob) -> Result<PollOutcome, PollError> {
-        let mut done = PollOutcome { requests: 1, ..PollOutcome::default() };
-        let request = self.parts.requests.poll(job).map_err(|e| PollError::at(Stage::Poll, e, done))?;
+    /// Fetches the source and prepares its items on the CPU pool (parsing
+    /// is CPU work too).
+    pub(crate) async fn fetch_and_prepare(
+        &self,
+        cx: &TaskContext,
+        job: &PollJob,
+        done: &mut PollOutcome,
+    ) -> Result<Prepared, PollError> {
+        done.requests += 1;
+        let request = self.parts.requests.poll(job).map_err(|e| PollError::at(Stage::Poll, e, *done))?;
         let response = cx.http().send(request).await.and_then(|r| r.error_for_status());
-        let body = response.map_err(|e| PollError::at(Stage::Poll, e, done))?.body;
-
-        // Parsing the body is CPU work too: it runs on the pool with the steps.
+        let body = response.map_err(|e| PollError::at(Stage::Poll, e, *done))?.body;
         let transform = self.parts.transform.clone();
         let prepared = cx
             .cpu_stage("transform", move || transform.prepare(&body))
             .await
-            .map_err(|e| PollError::at(Stage::Transform, e, done))?
-            .map_err(|e| PollError::at(Stage::Transform, e, done))?;
+            .map_err(|e| PollError::at(Stage::Transform, e, *done))?
+            .map_err(|e| PollError::at(Stage::Transform, e, *done))?;
         self.report_rejected(job, &prepared.rejected);
-        let items = prepared.items;
-        done.items = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        done.items = u32::try_from(prepared.items.len()).unwrap_or(u32::MAX);
+        Ok(prepared)
+    }
+
+    async fn execute(&self, cx: &TaskContext, job: &PollJob) -> Result<PollOutcome, PollError> {
+        let mut done = PollOutcome::default();
+        let items = self.fetch_and_prepare(cx, job, &mut done).await?.items;
 
         let seen_store = &self.parts.stores.seen;
         let seeding = self.parts.seeding;
@@ -259,10 +283,11 @@ impl Pipeline {
 
     /// Counts and logs the items a poll's transform rejected. They are not
     /// marked seen: the next poll rejects them again until the API fixes
-    /// them (the durable service keeps them as dead letters instead).
-    pub fn report_rejected(&self, job: &PollJob, rejected: &[crate::transform::RejectedItem]) {
+    /// them (the durable service keeps them as dead letters too).
+    fn report_rejected(&self, job: &PollJob, rejected: &[crate::transform::RejectedItem]) {
         if let Some(first) = rejected.first() {
             self.metrics.rejected(rejected.len());
+            self.counters.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
             tracing::warn!(
                 pipeline = %self.parts.name,
                 trigger = %job.trigger,

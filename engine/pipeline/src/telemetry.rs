@@ -6,16 +6,26 @@
 #![allow(clippy::disallowed_macros)]
 
 use metrics::{counter, Counter};
-use switchyard::protocol::catalogue::{PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED, PIPELINE_POLLS};
+use switchyard::protocol::catalogue::{
+    PIPELINE_DELIVERY_ATTEMPTS, PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED, PIPELINE_POLLS,
+    PIPELINE_STATE_LOST,
+};
+
+use crate::durable::Verdict;
 
 /// The `outcome` values of `PIPELINE_POLLS`, in the order of
 /// [`PipelineMetrics::polls`].
 const POLL_OUTCOMES: [&str; 2] = ["ok", "failed"];
+/// The `outcome` values of `PIPELINE_DELIVERY_ATTEMPTS`, in the order of
+/// [`PipelineMetrics::attempts`].
+const ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "permanent"];
 
 pub(crate) struct PipelineMetrics {
     polls: [Counter; 2],
     delivered: Counter,
     rejected: Counter,
+    state_lost: Counter,
+    attempts: [Counter; 3],
 }
 
 impl PipelineMetrics {
@@ -26,11 +36,33 @@ impl PipelineMetrics {
                 |outcome| counter!(PIPELINE_POLLS.name, "pipeline" => name.clone(), "outcome" => outcome),
             ),
             delivered: counter!(PIPELINE_ITEMS_DELIVERED.name, "pipeline" => name.clone()),
-            rejected: counter!(PIPELINE_ITEMS_REJECTED.name, "pipeline" => name),
+            rejected: counter!(PIPELINE_ITEMS_REJECTED.name, "pipeline" => name.clone()),
+            state_lost: counter!(PIPELINE_STATE_LOST.name, "pipeline" => name.clone()),
+            attempts: ATTEMPT_OUTCOMES.map(|outcome| {
+                counter!(PIPELINE_DELIVERY_ATTEMPTS.name, "pipeline" => name.clone(), "outcome" => outcome)
+            }),
         };
         // Series at 0 from the start, so "none" is a value, not missing data.
         metrics.rejected.increment(0);
+        metrics.state_lost.increment(0);
         metrics
+    }
+
+    pub(crate) fn state_lost(&self) {
+        self.state_lost.increment(1);
+    }
+
+    pub(crate) fn delivered(&self, n: u32) {
+        self.delivered.increment(u64::from(n));
+    }
+
+    pub(crate) fn delivery_attempt(&self, verdict: &Verdict) {
+        let index = match verdict {
+            Verdict::Delivered => 0,
+            Verdict::Retry(_) => 1,
+            Verdict::Permanent(_) => 2,
+        };
+        self.attempts[index].increment(1);
     }
 
     pub(crate) fn rejected(&self, n: usize) {
@@ -62,7 +94,13 @@ mod tests {
             panic!("outcome is a closed set")
         };
         assert_eq!(outcomes, POLL_OUTCOMES);
-        for def in [PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED] {
+        let Some(LabelValues::Closed(outcomes)) =
+            PIPELINE_DELIVERY_ATTEMPTS.label("outcome").map(|l| l.values)
+        else {
+            panic!("outcome is a closed set")
+        };
+        assert_eq!(outcomes, ATTEMPT_OUTCOMES);
+        for def in [PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED, PIPELINE_STATE_LOST] {
             let names: Vec<_> = def.labels.iter().map(|l| l.name).collect();
             assert_eq!(names, ["pipeline"]);
         }

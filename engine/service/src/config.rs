@@ -33,6 +33,10 @@ pub struct ServiceConfig {
     pub pz1: Pz1Default,
     /// Polling pipelines; when empty the built-in PZ-1 zaps run instead.
     pub pipelines: Vec<PipelineConfig>,
+    /// Where configured pipelines keep their state.
+    pub state: PipelineState,
+    /// How durable pipelines use Redis.
+    pub durable: DurableConfig,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +46,55 @@ impl Default for ServiceConfig {
             engine: EngineConfig::default(),
             pz1: Pz1Default::default(),
             pipelines: Vec::new(),
+            state: PipelineState::Redis,
+            durable: DurableConfig::default(),
+        }
+    }
+}
+
+/// Where configured pipelines keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineState {
+    /// In Redis (`engine.redis` must be set): polls and deliveries are stream
+    /// entries, so a crash loses nothing and several processes share the
+    /// work.
+    Redis,
+    /// In this process: a restart forgets what was delivered and what was
+    /// in flight. Only when the configuration says so.
+    Ephemeral,
+}
+
+/// Default key prefix of a durable service's Redis keys.
+pub const DEFAULT_DURABLE_KEY_PREFIX: &str = "switchyard";
+/// Default most deliveries waiting in the outbox before polls hold back.
+pub const DEFAULT_DELIVERIES_MAX_LEN: usize = 100_000;
+/// Default time between two looks for due polls.
+pub const DEFAULT_SCHEDULER_TICK_MS: u64 = 100;
+
+/// How durable pipelines use Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurableConfig {
+    /// Prefix of every key (`{prefix}:polls`, `{prefix}:deliveries`,
+    /// `{prefix}:seen:{pipeline}`, ...); processes sharing it share the work.
+    pub key_prefix: String,
+    /// Idle time after which a dead process's poll or delivery is claimed.
+    pub claim_idle_ms: u64,
+    /// Most deliveries waiting in the outbox; a poll that would exceed it
+    /// leaves its new items for the next poll.
+    pub deliveries_max_len: usize,
+    /// Time between two looks for due polls.
+    pub scheduler_tick_ms: u64,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        DurableConfig {
+            key_prefix: DEFAULT_DURABLE_KEY_PREFIX.to_string(),
+            claim_idle_ms: switchyard::source::DEFAULT_STREAM_CLAIM_IDLE_MS,
+            deliveries_max_len: DEFAULT_DELIVERIES_MAX_LEN,
+            scheduler_tick_ms: DEFAULT_SCHEDULER_TICK_MS,
         }
     }
 }
@@ -116,6 +169,34 @@ impl ServiceConfig {
         self.pz1_params()
             .validate()
             .map_err(|e| ConfigError::new(format!("pz1.{}", e.field()), e.to_string()))?;
+        let d = &self.durable;
+        let prefix_ok = !d.key_prefix.is_empty()
+            && d.key_prefix.len() <= 64
+            && d.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.{}".contains(c));
+        if !prefix_ok {
+            return Err(ConfigError::new(
+                "durable.key_prefix",
+                "use 1-64 letters, digits, '-', '_', ':', '.', '{}'",
+            ));
+        }
+        if !(300..=3_600_000).contains(&d.claim_idle_ms) {
+            return Err(ConfigError::new("durable.claim_idle_ms", "must be 300 ms to one hour"));
+        }
+        if d.deliveries_max_len == 0 || d.deliveries_max_len > switchyard::source::MAX_STREAM_MAX_LEN {
+            return Err(ConfigError::new("durable.deliveries_max_len", "must be 1 to 100,000,000"));
+        }
+        if !(10..=10_000).contains(&d.scheduler_tick_ms) {
+            return Err(ConfigError::new("durable.scheduler_tick_ms", "must be 10 ms to 10 s"));
+        }
+        // Durable pipelines need Redis only (MySQL adds run records); the
+        // others keep dedup state in Redis and records in MySQL, or neither.
+        if !self.durable_pipelines() && self.engine.redis.is_some() != self.engine.mysql.is_some() {
+            let missing = if self.engine.redis.is_none() { "engine.redis" } else { "engine.mysql" };
+            return Err(ConfigError::new(
+                missing,
+                "Redis (dedup state) and MySQL (run records) go together here; set both or neither",
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             pipeline.validate(&format!("pipelines[{i}]"))?;
@@ -123,7 +204,20 @@ impl ServiceConfig {
                 return Err(ConfigError::new(format!("pipelines[{i}].name"), "duplicate pipeline name"));
             }
         }
+        if !self.pipelines.is_empty() && self.state == PipelineState::Redis && self.engine.redis.is_none() {
+            return Err(ConfigError::new(
+                "engine.redis",
+                "configured pipelines keep their state in Redis so that nothing is lost on a restart: \
+                 set [engine.redis], or say state = \"ephemeral\" to accept that a restart forgets what \
+                 was delivered and what was in flight",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether configured pipelines run durably, on Redis streams.
+    pub fn durable_pipelines(&self) -> bool {
+        !self.pipelines.is_empty() && self.state == PipelineState::Redis
     }
 
     /// The engine configuration with `${VAR}` references in store URLs resolved.
@@ -174,6 +268,7 @@ mod tests {
     use super::*;
 
     const PIPELINE: &str = r#"
+        state = "ephemeral"
         [[pipelines]]
         name = "orders"
         [pipelines.source]

@@ -8,19 +8,25 @@
 //! pieces ([`run_service`] on its own [`Engine`](switchyard::Engine)).
 
 mod config;
+mod durable;
 mod endpoints;
 mod error;
 mod prometheus;
 mod runner;
+mod schedule;
 mod status;
 
-pub use config::{Pz1Default, ServiceConfig, DEFAULT_PZ1_POLL_PERIOD_MS, DEFAULT_PZ1_ZAPS};
+pub use config::{
+    DurableConfig, PipelineState, Pz1Default, ServiceConfig, DEFAULT_DELIVERIES_MAX_LEN,
+    DEFAULT_DURABLE_KEY_PREFIX, DEFAULT_PZ1_POLL_PERIOD_MS, DEFAULT_PZ1_ZAPS, DEFAULT_SCHEDULER_TICK_MS,
+};
+pub use durable::{redis_config, stream_configs, PollEntry};
 pub use endpoints::{Endpoints, DEFAULT_LISTEN_ADDR};
 pub use error::ServiceError;
 pub use prometheus::{install_prometheus, render_prometheus, PrometheusSetup};
 pub use runner::{run_service, RunLimits, PZ1_PIPELINE_NAME, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX};
 pub use status::{
     CpuStatus, FailureStatus, LatencyWindow, MysqlStatus, PipelineStatus, ReactorStatus, StatusSnapshot,
-    StatusSource, TaskStatus,
+    StatusSource, StreamStatus, TaskStatus,
 };
 pub use switchyard_pipeline::{ConfigError, PipelineConfig};

@@ -1,6 +1,7 @@
-//! Runs the configured service on an engine until stopped: every configured
-//! pipeline, each polled on its own schedule, or, when none is configured,
-//! the built-in PZ-1 zaps against an upstream started in-process.
+//! Runs the configured service on an engine until stopped: the configured
+//! pipelines (durably on Redis streams, see `durable.rs`, unless their
+//! state is ephemeral), or, when none is configured, the built-in PZ-1 zaps
+//! against an upstream started in-process.
 //!
 //! Either way the work is the same: a trigger (a configured pipeline, or
 //! one zap) is due every period; its poll runs as one engine task through
@@ -55,6 +56,9 @@ pub async fn run_service(
     limits: RunLimits,
 ) -> Result<RunReport, ServiceError> {
     let run_id = format!("run-{}-{}", std::process::id(), unix_millis());
+    if config.durable_pipelines() {
+        return crate::durable::run(engine, config, endpoints, stop, limits, &run_id).await;
+    }
     let external = engine.config().redis.is_some() && engine.config().mysql.is_some();
     let stores_for = |key_prefix: &str, runs_table: &str| match external {
         true => Stores::redis_mysql(key_prefix, runs_table),
@@ -80,13 +84,10 @@ pub async fn run_service(
         upstream = Some(up);
         PZ_RUNS_TABLE
     } else {
-        if !external {
-            tracing::warn!(
-                "configured pipelines keep their dedup state and run records in memory (no Redis and MySQL \
-                 configured): a restart forgets what was delivered, and items published while the service \
-                 was down are seeded, not delivered"
-            );
-        }
+        tracing::warn!(
+            "configured pipelines run with ephemeral state (state = \"ephemeral\"): a crash loses the polls \
+             and deliveries in flight, and one process does all the work"
+        );
         for (i, pc) in config.pipelines.iter().enumerate() {
             let stores = stores_for(SERVICE_SEEN_PREFIX, SERVICE_RUNS_TABLE);
             let pipeline = Pipeline::from_config(pc, &format!("pipelines[{i}]"), stores, &run_id)?;
@@ -118,8 +119,9 @@ pub async fn run_service(
     endpoints.set_status(StatusSource {
         latency,
         engine: engine.clone(),
-        running: running.clone(),
+        runs: vec![running.clone()],
         pipelines: pipelines.iter().map(|p| (p.name().to_string(), p.counters().clone())).collect(),
+        streams: Arc::default(),
         started: Instant::now(),
     });
 

@@ -26,6 +26,25 @@ pub struct PipelineStatus {
     pub delivered: u64,
     /// Failed webhook attempts, retries included.
     pub delivery_failures: u64,
+    /// Items its transform rejected as malformed.
+    pub rejected: u64,
+    /// Times its dedup state was found lost (durable pipelines; any is worth a look).
+    pub state_lost: u64,
+}
+
+/// One Redis stream of the durable service, as last sampled.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StreamStatus {
+    /// The stream's key.
+    pub stream: String,
+    /// Entries waiting or in flight.
+    pub length: u64,
+    /// Entries read and not yet settled.
+    pub pending: u64,
+    /// Entries waiting out a retry delay.
+    pub delayed: u64,
+    /// Dead letters kept (`switchyard dead list`).
+    pub dead_letters: u64,
 }
 
 /// Everything `/status` shows.
@@ -47,6 +66,8 @@ pub struct StatusSnapshot {
     pub mysql: Option<MysqlStatus>,
     /// Per pipeline.
     pub pipelines: Vec<PipelineStatus>,
+    /// The durable service's streams (empty otherwise).
+    pub streams: Vec<StreamStatus>,
     /// Most recent failures, oldest first.
     pub recent_failures: Vec<FailureStatus>,
 }
@@ -162,15 +183,18 @@ impl LatencyWindow {
 pub struct StatusSource {
     pub(crate) latency: Arc<LatencyWindow>,
     pub(crate) engine: Engine,
-    pub(crate) running: Arc<Running>,
+    /// The engine's runs (one, or the durable service's polls and deliveries).
+    pub(crate) runs: Vec<Arc<Running>>,
     pub(crate) pipelines: Vec<(String, Arc<PipelineCounters>)>,
+    /// The last sample of each stream, kept by the durable service.
+    pub(crate) streams: Arc<Mutex<Vec<StreamStatus>>>,
     pub(crate) started: Instant,
 }
 
 impl StatusSource {
     /// Takes a snapshot now.
     pub fn snapshot(&self) -> StatusSnapshot {
-        let run = self.running.stats();
+        let run = self.runs.iter().map(|r| r.stats()).fold(switchyard::RunStats::default(), add_stats);
         let cpu = self.engine.cpu_pool().map(|pool| {
             let s = pool.stats();
             CpuStatus {
@@ -199,7 +223,12 @@ impl StatusSource {
                 retried: run.retried,
                 panicked: run.panicked,
                 abandoned: run.abandoned,
-                oldest_in_flight_s: self.running.oldest_in_flight().map_or(0.0, |d| d.as_secs_f64()),
+                oldest_in_flight_s: self
+                    .runs
+                    .iter()
+                    .filter_map(|r| r.oldest_in_flight())
+                    .max()
+                    .map_or(0.0, |d| d.as_secs_f64()),
             },
             cpu,
             reactor: ReactorStatus {
@@ -208,7 +237,7 @@ impl StatusSource {
                 stalls: w.stalls,
                 last_stall_stage: watchdog.last_stall_stage(),
             },
-            mysql: self.running.mysql_status().map(|m| MysqlStatus {
+            mysql: self.runs.first().and_then(|r| r.mysql_status()).map(|m| MysqlStatus {
                 in_use: m.in_use,
                 waiters: m.waiters,
                 max: m.max,
@@ -222,15 +251,33 @@ impl StatusSource {
                     polls_failed: c.polls_failed.load(Ordering::Relaxed),
                     delivered: c.delivered.load(Ordering::Relaxed),
                     delivery_failures: c.delivery_failures.load(Ordering::Relaxed),
+                    rejected: c.rejected.load(Ordering::Relaxed),
+                    state_lost: c.state_lost.load(Ordering::Relaxed),
                 })
                 .collect(),
+            streams: self.streams.lock().expect("stream status lock").clone(),
             recent_failures: self
-                .running
-                .recent_failures()
-                .into_iter()
+                .runs
+                .iter()
+                .flat_map(|r| r.recent_failures())
                 .map(|f| FailureStatus { task: f.label, outcome: f.outcome.as_label(), reason: f.reason })
                 .collect(),
         }
+    }
+}
+
+/// Two runs' counters as one.
+pub(crate) fn add_stats(a: switchyard::RunStats, b: switchyard::RunStats) -> switchyard::RunStats {
+    switchyard::RunStats {
+        admitted: a.admitted + b.admitted,
+        in_flight: a.in_flight + b.in_flight,
+        peak_in_flight: a.peak_in_flight.max(b.peak_in_flight),
+        ok: a.ok + b.ok,
+        failed: a.failed + b.failed,
+        retried: a.retried + b.retried,
+        panicked: a.panicked + b.panicked,
+        abandoned: a.abandoned + b.abandoned,
+        source_errors: a.source_errors + b.source_errors,
     }
 }
 

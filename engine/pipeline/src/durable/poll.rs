@@ -1,0 +1,122 @@
+//! A durable pipeline's two tasks: a poll that writes its new items into
+//! the outbox, and the delivery of one item from it.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use switchyard::TaskContext;
+
+use super::delivery::{verdict, Backoff, DeliveryJob, Verdict, IDEMPOTENCY_KEY};
+use super::outbox::{Outbox, SeenState};
+use crate::job::{PollError, PollJob, PollOutcome, Stage};
+use crate::pipeline::{Pipeline, Seeding};
+
+impl Pipeline {
+    /// One poll of the durable service: fetch, transform on the CPU pool,
+    /// keep rejected items as dead letters, skip what was seen, and put the
+    /// new items into the outbox and the seen set in one step. Recorded
+    /// whether it succeeded or not. Cancelled at any await, it leaves no
+    /// partial effect: the outbox write is its only one.
+    pub async fn poll_into_outbox(
+        &self,
+        cx: &TaskContext,
+        job: &PollJob,
+        outbox: &Outbox,
+    ) -> Result<PollOutcome, PollError> {
+        let result = self.execute_durable(cx, job, outbox).await;
+        self.finish(cx, job, result).await
+    }
+
+    async fn execute_durable(
+        &self,
+        cx: &TaskContext,
+        job: &PollJob,
+        outbox: &Outbox,
+    ) -> Result<PollOutcome, PollError> {
+        let mut done = PollOutcome::default();
+        let prepared = self.fetch_and_prepare(cx, job, &mut done).await?;
+        let name = &self.parts.name;
+        let store = |e| PollError::store(e).with_partial(done);
+        outbox.reject(cx, name, job.seq, &prepared.rejected).await.map_err(store)?;
+        let items = prepared.items;
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let seen = match outbox.check(cx, name, &ids).await.map_err(store)? {
+            SeenState::Fresh if self.parts.seeding != Seeding::Never => {
+                outbox.seed(cx, name, &ids).await.map_err(store)?;
+                return Ok(done);
+            }
+            SeenState::Fresh => vec![false; items.len()],
+            SeenState::Lost => {
+                // Never seeded again in silence: report it, and treat every
+                // item as new. Items already delivered go out again, with the
+                // same Idempotency-Key, for the receiver to absorb; nothing
+                // published meanwhile is swallowed.
+                self.counters.state_lost.fetch_add(1, Ordering::Relaxed);
+                self.metrics.state_lost();
+                tracing::error!(
+                    pipeline = %name,
+                    seen_key = %outbox.seen_key(name),
+                    "dedup state lost (its marker outlived it): delivering the whole page again, keyed for the receiver to absorb repeats"
+                );
+                vec![false; items.len()]
+            }
+            SeenState::Known(seen) => seen,
+        };
+        let mut jobs: Vec<DeliveryJob> = items
+            .iter()
+            .zip(seen)
+            .filter(|(_, seen)| !seen)
+            .map(|(item, _)| DeliveryJob::of(name, job.seq, item))
+            .collect();
+        if self.parts.newest_first {
+            jobs.reverse();
+        }
+        match outbox.enqueue(cx, &jobs).await.map_err(store)? {
+            Some(added) => {
+                done.new_items = added;
+                Ok(done)
+            }
+            None => Err(PollError::at(
+                Stage::Store,
+                "the deliveries stream is full: its new items stay unseen for the next poll",
+                done,
+            )),
+        }
+    }
+
+    /// One attempt at delivering `job` (its `attempt`th), with its
+    /// Idempotency-Key, and what the answer means.
+    pub async fn deliver_job(
+        &self,
+        cx: &TaskContext,
+        job: &DeliveryJob,
+        attempt: u32,
+        backoff: Backoff,
+    ) -> Verdict {
+        let poll = PollJob { trigger: job.pipeline.clone(), seq: job.seq, released_at: Instant::now() };
+        let mut request = match self.parts.requests.delivery(&poll, 1, job.body()) {
+            Ok(request) => request,
+            Err(e) => return Verdict::Permanent(format!("cannot build the request: {e}")),
+        };
+        request.headers_mut().insert(IDEMPOTENCY_KEY, job.idempotency_key());
+        let (status, headers) = match cx.http().send(request).await {
+            Ok(response) => (Some(response.status.as_u16()), response.headers),
+            Err(e) if e.is_body_too_large() => {
+                return Verdict::Permanent("the action's answer exceeds the body cap".to_string())
+            }
+            Err(e) => {
+                tracing::debug!(pipeline = %job.pipeline, error = %e, "delivery attempt failed");
+                (e.status(), http::HeaderMap::new())
+            }
+        };
+        let verdict = verdict(status, &headers, attempt, backoff);
+        if verdict == Verdict::Delivered {
+            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            self.metrics.delivered(1);
+        } else {
+            self.counters.delivery_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.delivery_attempt(&verdict);
+        verdict
+    }
+}
