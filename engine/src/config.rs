@@ -13,8 +13,9 @@ use crate::model::{ExecutionModel, ModelPlan, ModelSpec, Sizes, ThreadKnob};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 /// Default reactor worker threads under `hybrid`.
 pub const DEFAULT_REACTOR_THREADS: usize = 1;
-/// Default grace period for in-flight tasks at shutdown.
-pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 30_000;
+/// Default time a shutdown may take, every phase included: 25 s, inside the
+/// 30 s a container orchestrator grants between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 25_000;
 /// Default workers of the `threads` model (prefork's one-task-per-worker shape).
 pub const DEFAULT_THREAD_WORKERS: usize = 16;
 /// Largest `max_in_flight` accepted: each admitted task costs memory.
@@ -32,7 +33,9 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Workers of the `threads` model.
     pub thread_workers: usize,
-    /// Grace period for in-flight tasks when the engine shuts down.
+    /// Time a shutdown may take, every phase included (the service drains
+    /// in-flight tasks for all but a few seconds of it, kept for abandoning
+    /// the rest and closing).
     pub shutdown_deadline_ms: u64,
     /// The CPU pool (`hybrid` only).
     pub cpu: CpuPoolConfig,

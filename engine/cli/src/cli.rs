@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::bench::BenchArgs;
-use crate::failure::{Failure, EXIT_CONFIG};
+use crate::dead::DeadArgs;
+use crate::failure::{Failure, EXIT_CONFIG, EXIT_WORK_LEFT};
 use crate::run::RunArgs;
 use crate::upstream::UpstreamArgs;
 
@@ -28,6 +29,8 @@ enum Command {
     Bench(BenchArgs),
     /// Serve the PZ-1 upstream HTTP contract until stopped.
     Upstream(UpstreamArgs),
+    /// List, replay or discard the durable service's dead letters.
+    Dead(DeadArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -39,12 +42,17 @@ pub(crate) fn main() -> ExitCode {
         Command::CheckConfig(args) => crate::run::check_config(args),
         Command::Bench(args) => crate::bench::bench(args),
         Command::Upstream(args) => crate::upstream::upstream(args),
+        Command::Dead(args) => crate::dead::dead(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
             eprintln!("switchyard: configuration: {e:#}");
             ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::WorkLeft(n)) => {
+            eprintln!("switchyard: stopped with {n} tasks unfinished at the shutdown deadline");
+            ExitCode::from(EXIT_WORK_LEFT)
         }
         Err(Failure::Runtime(e)) => {
             eprintln!("switchyard: {e:#}");

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod dead;
 mod engine_args;
 mod failure;
 mod run;

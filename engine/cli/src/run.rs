@@ -92,7 +92,8 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         let report =
             run_service(&engine, &config, &endpoints, stop, limits).await.map_err(Failure::of_service)?;
         serving.cancel();
-        engine.shutdown(Duration::from_secs(5)).await;
+        // The last phase: what the drain left of the deadline's reserve.
+        engine.shutdown(Duration::from_secs(2)).await;
         let s = report.stats;
         tracing::info!(
             ok = s.ok,
@@ -103,10 +104,17 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
             elapsed_s = report.elapsed.as_secs_f64(),
             "stopped"
         );
-        if !report.unfinished.is_empty() {
-            tracing::warn!(unfinished = ?report.unfinished, "tasks not finished by the shutdown deadline");
+        if report.unfinished.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let durable = config.durable_pipelines();
+        tracing::warn!(
+            unfinished = ?report.unfinished,
+            left_in_streams = durable,
+            "tasks not finished by the shutdown deadline{}",
+            if durable { ": their entries stay in the streams for another process" } else { " were lost" }
+        );
+        Err(Failure::WorkLeft(report.unfinished.len()))
     });
     outcome.map_err(|e| Failure::Runtime(e.into()))?
 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServiceConfig;
 use crate::endpoints::Endpoints;
 use crate::error::ServiceError;
-use crate::runner::{RunLimits, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX};
+use crate::runner::{drain_time, RunLimits, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX};
 use crate::schedule::Scheduler;
 use crate::status::{add_stats, LatencyWindow, StatusSource, StreamStatus};
 
@@ -183,9 +183,9 @@ pub(crate) async fn run(
     serving.cancel();
     poll_run.stop_intake();
     delivery_run.stop_intake();
-    let deadline = Duration::from_millis(engine.config().shutdown_deadline_ms);
+    let drain = drain_time(engine);
     let (polls_report, deliveries_report) =
-        tokio::join!(poll_run.shutdown(deadline), delivery_run.shutdown(deadline));
+        tokio::join!(poll_run.shutdown(drain), delivery_run.shutdown(drain));
     Ok(merge(polls_report, deliveries_report))
 }
 

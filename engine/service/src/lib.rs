@@ -24,7 +24,9 @@ pub use durable::{redis_config, stream_configs, PollEntry};
 pub use endpoints::{Endpoints, DEFAULT_LISTEN_ADDR};
 pub use error::ServiceError;
 pub use prometheus::{install_prometheus, render_prometheus, PrometheusSetup};
-pub use runner::{run_service, RunLimits, PZ1_PIPELINE_NAME, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX};
+pub use runner::{
+    run_service, RunLimits, PZ1_PIPELINE_NAME, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX, SHUTDOWN_RESERVE,
+};
 pub use status::{
     CpuStatus, FailureStatus, LatencyWindow, MysqlStatus, PipelineStatus, ReactorStatus, StatusSnapshot,
     StatusSource, StreamStatus, TaskStatus,

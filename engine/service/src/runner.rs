@@ -30,6 +30,18 @@ pub const SERVICE_RUNS_TABLE: &str = "pipeline_runs";
 pub const SERVICE_SEEN_PREFIX: &str = "switchyard:seen:";
 /// The pipeline name the built-in PZ-1 zaps report under.
 pub const PZ1_PIPELINE_NAME: &str = "pz1";
+/// What a shutdown keeps of its deadline for after the drain: abandoning
+/// what did not finish (up to 2 s), closing the stores (up to 2 s) and
+/// stopping the CPU pool and the rest (2 s).
+pub const SHUTDOWN_RESERVE: Duration = Duration::from_secs(6);
+
+/// How long in-flight tasks may drain under `engine`'s shutdown deadline:
+/// all but [`SHUTDOWN_RESERVE`], and at least half of it (a short deadline
+/// in a test still drains).
+pub(crate) fn drain_time(engine: &Engine) -> Duration {
+    let deadline = Duration::from_millis(engine.config().shutdown_deadline_ms);
+    deadline.saturating_sub(SHUTDOWN_RESERVE).max(deadline / 2)
+}
 
 /// One thing polled on a schedule: a pipeline and the trigger it polls.
 #[derive(Debug)]
@@ -137,8 +149,7 @@ pub async fn run_service(
             }
         }
     }
-    let deadline = Duration::from_millis(engine.config().shutdown_deadline_ms);
-    let report = running.shutdown(deadline).await;
+    let report = running.shutdown(drain_time(engine)).await;
     if let Some(up) = upstream {
         // Joining the upstream's thread blocks briefly: not on the reactor.
         let _ = tokio::task::spawn_blocking(move || drop(up)).await;

@@ -64,9 +64,16 @@ impl DeadLetters {
 
     /// The oldest `limit`.
     pub async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        self.page(None, limit).await
+    }
+
+    /// The oldest `limit` after the dead letter `after` (from the first
+    /// when `None`): for walking through all of them.
+    pub async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let cmd = redis::cmd("XRANGE")
             .arg(self.config.dead_key())
-            .arg("-")
+            .arg(start)
             .arg("+")
             .arg("COUNT")
             .arg(limit)
