@@ -1,8 +1,10 @@
 //! A real Prometheus server (Debian's `prometheus` package, started here on
-//! loopback) scrapes a running `switchyard run` against real MySQL and Redis,
-//! and every query of the Grafana dashboard (`dashboards/switchyard.json`)
-//! returns data: every panel target, and the `job`/`instance` variables.
-//! `promtool check metrics` accepts a live scrape of the same process.
+//! loopback) scrapes a running `switchyard run` with durable pipelines on
+//! real Redis (run records in MySQL), polling and delivering against a
+//! `switchyard upstream`, and every query of the Grafana dashboard
+//! (`dashboards/switchyard.json`) returns data: every panel target, and the
+//! `job`/`instance` variables. `promtool check metrics` accepts a live scrape
+//! of the same process.
 //!
 //! Prometheus scrapes every second; the dashboard's `$__rate_interval` and
 //! `$__range` become short windows so the test needs ~15 s of samples, not
@@ -52,7 +54,12 @@ fn prometheus_scraping_a_running_binary_has_data_for_every_dashboard_panel() {
     let mut children = Children::default();
     let http = Http::new();
 
-    let (switchyard, address, log) = start_switchyard(&mysql, &redis, deadline);
+    let (upstream, upstream_address, _) = start_logging(upstream_command(), deadline);
+    children.0.push(("upstream", upstream));
+    let prefix = unique("sy-scrape");
+    let config = write_config(&dir.0, &prefix, &upstream_address, &mysql, &redis);
+    let _cleanup = RedisKeys { url: redis.clone(), prefix };
+    let (switchyard, address, log) = start_logging(run_command(&config), deadline);
     children.0.push(("switchyard", switchyard));
     let (prometheus, api) = start_prometheus(&dir.0, &address, &http, deadline);
     children.0.push(("prometheus", prometheus));
@@ -101,18 +108,62 @@ fn prometheus_scraping_a_running_binary_has_data_for_every_dashboard_panel() {
     );
 }
 
-/// Starts `switchyard run` on a free loopback port; returns it, the address
-/// it logged, and the last lines of its stderr (drained by a thread, so the
-/// pipe never fills).
-fn start_switchyard(
-    mysql: &str,
-    redis: &str,
-    deadline: Instant,
-) -> (Child, String, Arc<Mutex<VecDeque<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .env_remove("SWITCHYARD_LISTEN")
+/// Two durable pipelines (PZ-1's steps, two zaps) against the upstream at
+/// `upstream`, on Redis under a key prefix of their own, run records in MySQL.
+fn write_config(dir: &Path, prefix: &str, upstream: &str, mysql: &str, redis: &str) -> PathBuf {
+    let steps = r#"
+[[pipelines.steps]]
+step = "trim"
+field = "email"
+[[pipelines.steps]]
+step = "lower_case"
+field = "email"
+[[pipelines.steps]]
+step = "fingerprint"
+rounds = 50
+"#;
+    let mut text = format!(
+        "[engine.redis]\nurl = \"{redis}\"\n[engine.mysql]\nurl = \"{mysql}\"\n[durable]\nkey_prefix = \"{prefix}\"\n"
+    );
+    for zap in ["z0", "z1"] {
+        text.push_str(&format!(
+            r#"
+[[pipelines]]
+name = "scrape-{zap}"
+[pipelines.source]
+url = "http://{upstream}/poll/{zap}?seq={{seq}}&n=50&fresh=2&delay_ms=20"
+poll_interval_ms = 200
+items_pointer = "/items"
+{steps}
+[pipelines.action]
+url = "http://{upstream}/action/{zap}?delay_ms=10"
+"#
+        ));
+    }
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn upstream_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(["upstream", "--listen", "127.0.0.1:0"]);
+    cmd
+}
+
+fn run_command(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.env_remove("SWITCHYARD_LISTEN").env_remove("SWITCHYARD_REDIS_URL").env_remove("SWITCHYARD_MYSQL_URL");
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--config"]).arg(config);
+    cmd
+}
+
+/// Starts `cmd` (a `switchyard` that logs the address it serves on);
+/// returns it, that address, and the last lines of its stderr (drained by a
+/// thread, so the pipe never fills).
+fn start_logging(mut cmd: Command, deadline: Instant) -> (Child, String, Arc<Mutex<VecDeque<String>>>) {
+    let mut child = cmd
         .env("SWITCHYARD_LOG", "info")
-        .args(["run", "--listen", "127.0.0.1:0", "--redis-url", redis, "--mysql-url", mysql])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,7 +194,7 @@ fn start_switchyard(
             let _ = child.kill();
             let _ = child.wait();
             let log: Vec<String> = lines.lock().unwrap().iter().cloned().collect();
-            panic!("switchyard never logged its listen address:\n{}", log.concat());
+            panic!("switchyard never logged the address it serves on:\n{}", log.concat());
         }
     }
 }
@@ -424,6 +475,24 @@ impl Drop for Children {
 }
 
 /// A directory removed on drop.
+/// Deletes the test's Redis keys when dropped.
+struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli -u '{}' --scan --pattern '{}*' | xargs -r redis-cli -u '{}' del > /dev/null",
+                self.url, self.prefix, self.url
+            ))
+            .status();
+    }
+}
+
 struct TempDir(PathBuf);
 
 impl TempDir {
