@@ -27,6 +27,14 @@ pub struct Error {
     source: Option<BoxError>,
 }
 
+/// An I/O component's failure (a Redis or MySQL client an embedder
+/// connected itself) as an engine error, as the engine reports its own.
+impl From<switchyard_io_reactor::Error> for Error {
+    fn from(source: switchyard_io_reactor::Error) -> Self {
+        Error::io(source)
+    }
+}
+
 impl Error {
     pub(crate) fn config(field: impl Into<String>) -> Self {
         Error { kind: Kind::Config(field.into()), source: None }

@@ -47,7 +47,7 @@ pub use error::{Error, Result};
 pub use http::{HttpClient, HttpResponse};
 pub use mysql::{MysqlPool, PoolStatus};
 pub use process::ProcessSample;
-pub use redis_client::RedisClient;
+pub use redis_client::{RedisClient, RedisServerCounters};
 pub use runtime::Reactor;
 pub use watchdog::{StageGuard, StallWatchdog, WatchdogStats};
 

@@ -55,6 +55,9 @@ use crate::config::RedisConfig;
 use crate::error::{Error, Kind, Result, TimeoutPhase};
 use crate::telemetry::{RedisMetrics, RedisOutcome};
 
+mod server_counters;
+pub use server_counters::RedisServerCounters;
+
 /// Reconnect attempts after a drop (and at connect) before commands fail:
 /// few, so an absent server shows up as errors in well under a second
 /// rather than as a long stall.
@@ -135,6 +138,15 @@ impl RedisClient {
         idempotent: bool,
     ) -> Result<T> {
         self.run(idempotent, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// The server's own counters: commands executed per name and CPU used
+    /// (two `INFO` reads; subtract two readings with
+    /// [`RedisServerCounters::until`]).
+    pub async fn server_counters(&self) -> Result<RedisServerCounters> {
+        let commandstats: String = self.query(redis::cmd("INFO").arg("commandstats")).await?;
+        let cpu: String = self.query(redis::cmd("INFO").arg("cpu")).await?;
+        Ok(RedisServerCounters::parse(&commandstats, &cpu))
     }
 
     /// The underlying connection manager, for what the methods above do not

@@ -270,11 +270,15 @@ fn a_long_task_keeps_its_entry_and_a_dead_consumers_entries_are_claimed() {
             }
             let dying = consume(&first, &redis, config.clone(), seen.clone(), slow).await;
             assert!(until(Duration::from_secs(5), || total(&seen) == 6).await, "{seen:?}");
+            // ... while another is already reading, blocked far longer than
+            // the claim idle time on a stream with nothing new ...
+            let c_seen = Seen::default();
+            let patient = StreamConfig { block_ms: 10_000, ..config.clone() };
+            let c = consume_on(&second, &redis, &patient, &c_seen).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             dying.shutdown(Duration::ZERO).await;
             let died = Instant::now();
-            // ... and another claims them within the claim idle time plus a second.
-            let c_seen = Seen::default();
-            let c = consume_on(&second, &redis, &config, &c_seen).await;
+            // ... which still claims them within the claim idle time plus a second.
             let claimed = until(Duration::from_secs(5), || total(&c_seen) == 3).await;
             let took = died.elapsed();
             assert!(claimed, "the dead consumer's entries were never claimed: {c_seen:?}");

@@ -85,3 +85,47 @@ fn a_short_bench_with_real_redis_and_mysql_writes_a_row_per_task() {
         "one ok row per task and model"
     );
 }
+
+#[test]
+fn a_stream_source_run_completes_every_task_alternates_and_leaves_no_stream() {
+    let Some(redis) = switchyard_tests::redis_url() else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["bench", "--json", "--models", "hybrid", "--sources", "memory,stream", "--repeats", "2"])
+        .args(["--rate", &RATE.to_string(), "--duration", &DURATION.to_string()])
+        .args(["--warmup", &WARMUP.to_string(), "--drain", "20", "--rounds", "20"])
+        .args(["--stream-redis-url", &redis])
+        .env_remove("SWITCHYARD_REDIS_URL")
+        .env_remove("SWITCHYARD_MYSQL_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let labels: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|line| {
+            assert_eq!(line["errors"], 0, "{line}\n{stderr}");
+            assert_eq!(line["completed"], u64::from(RATE * (DURATION - WARMUP)), "{line}");
+            line["model"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // The second round runs the pair in the opposite order.
+    assert_eq!(labels, ["hybrid", "hybrid+stream", "hybrid+stream", "hybrid"], "{stderr}");
+    // Redis did the stream's work, counted by the server itself.
+    let redis_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("commands and")).collect();
+    assert_eq!(redis_lines.len(), 2, "one Redis cost line per stream run: {stderr}");
+    assert!(redis_lines.iter().all(|l| l.contains("xreadgroup=") && l.contains("xack=") && l.contains("xadd=")), "{stderr}");
+    assert!(stderr.contains("medians [min-max] per point"), "{stderr}");
+    // Each run deleted its stream.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = runtime
+        .block_on(switchyard::io_reactor::RedisClient::connect(&switchyard::io_reactor::RedisConfig::new(
+            &redis,
+        )))
+        .unwrap();
+    let keys: Vec<String> = runtime
+        .block_on(client.query(switchyard::io_reactor::redis::cmd("KEYS").arg("switchyard:bench:*:tasks*")))
+        .unwrap();
+    assert!(keys.is_empty(), "streams left behind: {keys:?}");
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::telemetry::ProcessSample;
-use switchyard::{Engine, Error, MemorySource, TaskContext, TaskError};
+use switchyard::{Engine, Error, Running, Source, TaskContext, TaskError};
 use switchyard_pipeline::{Pipeline, PollJob, Transform};
 use tokio::sync::mpsc;
 
@@ -29,6 +29,7 @@ use crate::params::Params;
 use crate::pipeline::Pz1Transform;
 use crate::report::{percentile, Report};
 use crate::schedule::{schedule, Task};
+use crate::task_queue::{self, Intake, QueuedTask, TaskQueue};
 
 /// What happened to one released task.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,13 +97,6 @@ pub fn calibrate_cpu_alone(params: &Params, runs: usize) -> f64 {
     times[times.len() / 2]
 }
 
-struct Job {
-    index: u64,
-    zap_index: usize,
-    poll: PollJob,
-    release_s: f64,
-}
-
 struct Done {
     zap_index: usize,
     record: TaskRecord,
@@ -110,42 +104,31 @@ struct Done {
 }
 
 /// Runs PZ-1 on `engine` with `pipeline` (see
-/// [`pz1_pipeline`](crate::pz1_pipeline)), calling `progress` about five
-/// times a second. The engine's own bounds apply; `params` must be valid.
+/// [`pz1_pipeline`](crate::pz1_pipeline)), handing tasks over through
+/// `queue`, calling `progress` about five times a second. The engine's own
+/// bounds apply; `params` must be valid.
 pub async fn run_bench(
     engine: &Engine,
     pipeline: Arc<Pipeline>,
     params: &Params,
     model_label: &str,
     cpu_alone_s: f64,
+    queue: &TaskQueue,
     mut progress: impl FnMut(Progress),
 ) -> Result<BenchOutcome, Error> {
     let zaps = params.resolved_zaps() as usize;
     let scheduled = schedule(params).count() as u64;
     let in_flight_cap = engine.max_in_flight();
-    let (producer, source) = MemorySource::<Arc<Job>>::bounded(in_flight_cap.max(16));
+    let (producer, intake) = task_queue::open(queue, in_flight_cap.max(16)).await?;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(in_flight_cap + 16);
     let t0 = Instant::now();
-    let task_pipeline = pipeline.clone();
-    let running = engine
-        .start(source, move |cx: TaskContext, job: Arc<Job>| {
-            let (pipeline, done_tx) = (task_pipeline.clone(), done_tx.clone());
-            async move {
-                let start_s = t0.elapsed().as_secs_f64();
-                let result = pipeline.poll(&cx, &job.poll).await;
-                let end_s = t0.elapsed().as_secs_f64();
-                let (ok, requests, failure) = match &result {
-                    Ok(o) => (true, o.requests, None),
-                    Err(e) => (false, e.partial.requests, Some(e.to_string())),
-                };
-                let record =
-                    TaskRecord { index: job.index, release_s: job.release_s, start_s, end_s, ok, requests };
-                // The channel holds one slot per in-flight task, so this never waits long.
-                let _ = done_tx.send(Done { zap_index: job.zap_index, record, failure }).await;
-                result.map(drop).map_err(TaskError::fatal)
-            }
-        })
-        .await?;
+    let running = match intake {
+        Intake::Memory(source) => start_tasks(engine, source, pipeline, done_tx, t0).await?,
+        Intake::Stream(source) => {
+            tokio::spawn(source.maintenance());
+            start_tasks(engine, source, pipeline, done_tx, t0).await?
+        }
+    };
 
     let cpu_window = CpuWindow::start(params, t0);
     let mut tasks = schedule(params).peekable();
@@ -158,11 +141,12 @@ pub async fn run_bench(
     let deadline = t0 + Duration::from_secs_f64(params.duration_s + params.drain_s);
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
 
-    let feed = |task: Task| {
-        let zap_index = (task.index % zaps as u64) as usize;
-        let release = t0 + Duration::from_secs_f64(task.release_s);
-        let poll = PollJob { trigger: task.zap, seq: task.seq, released_at: release };
-        Arc::new(Job { index: task.index, zap_index, poll, release_s: task.release_s })
+    let feed = |task: Task| QueuedTask {
+        index: task.index,
+        zap_index: (task.index % zaps as u64) as usize,
+        zap: task.zap,
+        seq: task.seq,
+        release_s: task.release_s,
     };
 
     loop {
@@ -184,8 +168,7 @@ pub async fn run_bench(
                 zap_busy[done.zap_index] = false;
                 if let Some(task) = zap_pending[done.zap_index].pop_front() {
                     zap_busy[done.zap_index] = true;
-                    let label = format!("{}/{}", task.zap, task.seq);
-                    if producer.send(feed(task), label).await.is_err() {
+                    if !producer.send(feed(task)).await {
                         break;
                     }
                 }
@@ -199,8 +182,7 @@ pub async fn run_bench(
                     zap_pending[zap_index].push_back(task);
                 } else {
                     zap_busy[zap_index] = true;
-                    let label = format!("{}/{}", task.zap, task.seq);
-                    if producer.send(feed(task), label).await.is_err() {
+                    if !producer.send(feed(task)).await {
                         break;
                     }
                 }
@@ -221,11 +203,45 @@ pub async fn run_bench(
     }
     drop(producer);
     // Tasks still running at the drain deadline are not completed.
-    let shutdown = running.shutdown(Duration::from_millis(100)).await;
+    let _ = running.shutdown(Duration::from_millis(100)).await;
     let unfinished = outstanding;
-    let _ = shutdown;
+    if let TaskQueue::Stream { redis, stream } = queue {
+        task_queue::delete_stream(redis, stream).await?;
+    }
     let report = summarise(params, model_label, cpu_alone_s, &records, cpu_window.cpu_per_wall_s());
     Ok(BenchOutcome { report, records, unfinished, cpu_alone_s, sample_failures })
+}
+
+/// Starts the engine on `source`: each task runs one poll and reports what
+/// happened to the driver.
+async fn start_tasks<S: Source<Item = QueuedTask>>(
+    engine: &Engine,
+    source: S,
+    pipeline: Arc<Pipeline>,
+    done_tx: mpsc::Sender<Done>,
+    t0: Instant,
+) -> Result<Running, Error> {
+    engine
+        .start(source, move |cx: TaskContext, job: QueuedTask| {
+            let (pipeline, done_tx) = (pipeline.clone(), done_tx.clone());
+            async move {
+                let start_s = t0.elapsed().as_secs_f64();
+                let released_at = t0 + Duration::from_secs_f64(job.release_s);
+                let poll = PollJob { trigger: job.zap, seq: job.seq, released_at };
+                let result = pipeline.poll(&cx, &poll).await;
+                let end_s = t0.elapsed().as_secs_f64();
+                let (ok, requests, failure) = match &result {
+                    Ok(o) => (true, o.requests, None),
+                    Err(e) => (false, e.partial.requests, Some(e.to_string())),
+                };
+                let record =
+                    TaskRecord { index: job.index, release_s: job.release_s, start_s, end_s, ok, requests };
+                // The channel holds one slot per in-flight task, so this never waits long.
+                let _ = done_tx.send(Done { zap_index: job.zap_index, record, failure }).await;
+                result.map(drop).map_err(TaskError::fatal)
+            }
+        })
+        .await
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -28,7 +28,7 @@
 //! | canonical form | [`canonical()`], [`canonical_json`], [`transform_poll`] |
 //! | the upstream | [`Pz1Upstream`], [`Fault`] |
 //! | PZ-1 as a pipeline | [`pz1_pipeline`], [`Pz1Requests`], [`Pz1Transform`], [`pz1_steps`] |
-//! | the benchmark | [`run_bench`], [`summarise`], [`calibrate_cpu_alone`] |
+//! | the benchmark | [`run_bench`], [`TaskQueue`], [`summarise`], [`calibrate_cpu_alone`] |
 //! | ideal latency | [`IdealClock`], [`slowdown`] |
 //! | reporting | [`Report`], [`REPORT_KEYS`], [`percentile`], [`sustains`] |
 //!
@@ -67,6 +67,7 @@ mod pipeline;
 mod report;
 mod rfc3339;
 mod schedule;
+mod task_queue;
 mod transform;
 mod upstream;
 
@@ -85,6 +86,7 @@ pub use report::{
     percentile, sustains, Report, REPORT_KEYS, SUSTAIN_MAX_SLOWDOWN_P99, SUSTAIN_THROUGHPUT_FRACTION,
 };
 pub use schedule::{schedule, Task};
+pub use task_queue::TaskQueue;
 pub use transform::{transform_poll, Transformed};
 pub use upstream::{
     Fault, FaultTarget, Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS,

@@ -42,10 +42,13 @@ pub struct StreamConfig {
     /// Most entries the stream holds (waiting, in flight or delayed); a
     /// producer waits while it is full.
     pub max_len: usize,
-    /// Longest one read blocks waiting for entries.
+    /// Longest one read blocks waiting for entries (a read also wakes for
+    /// the claim scan, which runs at least every second).
     pub block_ms: u64,
     /// Idle time after which an unsettled entry may be claimed by another
-    /// consumer.
+    /// consumer. Every consumer scans for such entries every third of this,
+    /// or every second if that is sooner, so a dead consumer's entries are taken over
+    /// within this plus a second; its leases are renewed every third.
     pub claim_idle_ms: u64,
     /// Deliveries of one entry before it is dead-lettered.
     pub max_deliveries: u32,

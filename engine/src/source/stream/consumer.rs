@@ -20,6 +20,10 @@ use crate::telemetry::{DeadReason, StreamMetrics};
 
 /// How often retries whose delay is over are moved back, at most.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+/// Longest between two scans for entries a dead consumer left (reads block
+/// no longer than the next scan): an orphan waits at most its claim idle
+/// time plus this, and a due retry at most this.
+const CLAIM_SCAN_MAX: Duration = Duration::from_secs(1);
 /// Most delayed entries moved back per read.
 const PROMOTE_BATCH: usize = 256;
 /// First pause after a failed read; doubles per failure, with full jitter.
@@ -132,16 +136,20 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
             self.last_promote = Some(now);
         }
         let mut deliveries = Vec::new();
-        let claim_every = Duration::from_millis(self.shared.config.claim_idle_ms / 3);
+        let claim_every = Duration::from_millis(self.shared.config.claim_idle_ms / 3).min(CLAIM_SCAN_MAX);
         let claim_due = self.last_claim.is_none_or(|at| now.duration_since(at) >= claim_every);
         if claim_due || self.claim_cursor != "0-0" {
             self.claim(max, &mut deliveries).await?;
             self.last_claim = Some(now);
         }
         if deliveries.len() < max {
-            // Block only when there is nothing to hand over yet.
-            let block = deliveries.is_empty();
-            self.read_new(max - deliveries.len(), block, &mut deliveries).await?;
+            // Block only when there is nothing to hand over yet, and no
+            // longer than the next claim scan is due.
+            let since_claim = self.last_claim.map_or(Duration::ZERO, |at| at.elapsed());
+            let until_claim = claim_every.saturating_sub(since_claim);
+            let block_ms = (deliveries.is_empty())
+                .then(|| (until_claim.as_millis() as u64).clamp(1, self.shared.config.block_ms));
+            self.read_new(max - deliveries.len(), block_ms, &mut deliveries).await?;
         }
         Ok(deliveries)
     }
@@ -210,14 +218,14 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
     async fn read_new(
         &mut self,
         count: usize,
-        block: bool,
+        block_ms: Option<u64>,
         out: &mut Vec<Delivery<T>>,
     ) -> Result<(), SourceError> {
         let c = &self.shared.config;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(&c.group).arg(&self.shared.consumer).arg("COUNT").arg(count);
-        if block {
-            cmd.arg("BLOCK").arg(c.block_ms);
+        if let Some(ms) = block_ms {
+            cmd.arg("BLOCK").arg(ms);
         }
         cmd.arg("STREAMS").arg(&c.stream).arg(">");
         // Not retried: a read that reached Redis has assigned its entries to

@@ -18,7 +18,8 @@
 //!   [`DeadLetters`] lists, replays or discards it;
 //! - **nothing** (the process died, or shutdown abandoned the task): the
 //!   entry stays pending, and once it has been idle `claim_idle_ms` another
-//!   consumer claims it (`XAUTOCLAIM`). While a task runs, its consumer
+//!   consumer claims it (`XAUTOCLAIM`; every consumer scans at least every
+//!   second, so within `claim_idle_ms` plus a second). While a task runs, its consumer
 //!   renews the lease every third of that time ([`StreamSource::maintenance`]),
 //!   so a long task is never claimed twice. An entry whose consumers keep
 //!   dying on it is dead-lettered after `max_deliveries`, so a poison entry

@@ -7,27 +7,36 @@
 //! engine's. Children print one JSON line; the parent prints the spec's
 //! report lines (`--json`) and a summary table.
 
-use std::io::IsTerminal;
+mod child;
+mod table;
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use switchyard::io_reactor::{redis, MysqlConfig, MysqlPool, RedisClient, RedisConfig};
+use switchyard::io_reactor::RedisConfig;
 use switchyard::telemetry::ProcessSample;
-use switchyard::{Engine, EngineConfig, ModelSpec};
-use switchyard_pipeline::{create_runs_table, MemoryStores, Stores};
-use switchyard_pz1::{
-    calibrate_cpu_alone, pz1_pipeline, run_bench, sustains, Params, Pz1Upstream, Report, PZ_RUNS_TABLE,
-};
+use switchyard::{EngineConfig, ModelSpec};
+use switchyard_pz1::{sustains, Params, Pz1Upstream};
 
+use self::child::{child, ChildResult, ChildSpec, CHILD_SPEC_VAR};
+use self::table::{print_medians, print_table, Row};
 use crate::engine_args::{check_stores_pair, EngineArgs};
 use crate::failure::Failure;
 
-/// The environment variable a parent hands its child run's [`ChildSpec`] in.
-const CHILD_SPEC_VAR: &str = "SWITCHYARD_BENCH_CHILD_SPEC";
+/// Where the driver hands tasks to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SourceKind {
+    /// An in-process bounded queue.
+    Memory,
+    /// A Redis stream read through a consumer group, acked once settled:
+    /// the durable service's path.
+    Stream,
+}
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct BenchArgs {
@@ -83,6 +92,20 @@ pub(crate) struct BenchArgs {
     /// Use this upstream instead of starting one in-process.
     #[arg(long, env = "SWITCHYARD_BENCH_UPSTREAM")]
     upstream: Option<String>,
+    /// How tasks reach the engine: `memory` (an in-process queue) or
+    /// `stream` (a Redis stream with a consumer group, as the durable
+    /// service runs). Several: each model runs through each.
+    #[arg(long, env = "SWITCHYARD_BENCH_SOURCES", value_delimiter = ',', default_value = "memory")]
+    sources: Vec<SourceKind>,
+    /// The Redis holding the task stream (default: --redis-url, else a
+    /// local Redis). Its commands and CPU are reported per 1,000 tasks,
+    /// which is only right when nothing else uses it during the run.
+    #[arg(long, env = "SWITCHYARD_BENCH_STREAM_REDIS_URL")]
+    stream_redis_url: Option<String>,
+    /// Runs of every point; each round runs the models and sources in the
+    /// opposite order of the last, and the summary gives medians and ranges.
+    #[arg(long, env = "SWITCHYARD_BENCH_REPEATS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    repeats: u32,
     #[command(flatten)]
     engine: EngineArgs,
     /// Most requests in flight to the upstream (one host): PZ-1 keeps about
@@ -117,6 +140,20 @@ impl BenchArgs {
         }
     }
 
+    /// The Redis of the task stream, when a stream run is asked for.
+    fn stream_redis(&self) -> Option<RedisConfig> {
+        if !self.sources.contains(&SourceKind::Stream) {
+            return None;
+        }
+        let url = self.stream_redis_url.clone().or_else(|| self.engine.redis_url.clone());
+        Some(RedisConfig::new(url.unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string())))
+    }
+
+    /// Every (model, source) pair a round runs, in the first round's order.
+    fn combos(&self) -> Vec<(ModelSpec, SourceKind)> {
+        self.models.iter().flat_map(|&m| self.sources.iter().map(move |&s| (m, s))).collect()
+    }
+
     /// The engine configuration of one model's run.
     fn engine_config(&self, spec: ModelSpec) -> EngineConfig {
         let mut config = EngineConfig::default();
@@ -127,26 +164,6 @@ impl BenchArgs {
         config.apply_model(spec);
         config
     }
-}
-
-/// Everything a child process needs for its one run.
-#[derive(Debug, Serialize, Deserialize)]
-struct ChildSpec {
-    model: String,
-    params: Params,
-    engine: EngineConfig,
-    upstream: String,
-    key_prefix: String,
-    run_id_prefix: String,
-}
-
-/// One child's result line.
-#[derive(Debug, Serialize, Deserialize)]
-struct ChildResult {
-    report: Report,
-    unfinished: u64,
-    cpu_alone_ms: f64,
-    failures: Vec<String>,
 }
 
 pub(crate) fn bench(args: BenchArgs) -> Result<(), Failure> {
@@ -184,63 +201,120 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let stores =
         if args.engine.redis_url.is_some() { "real Redis and MySQL" } else { "embedded in-memory stores" };
-    eprintln!("PZ-1 against {upstream_url} with {stores}; models: {}", names(&args.models));
+    let sources: Vec<_> = args.sources.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
+    eprintln!(
+        "PZ-1 against {upstream_url} with {stores}; models: {}; task sources: {}; {} round(s)",
+        names(&args.models),
+        sources.join(", "),
+        args.repeats
+    );
     let rates = args.sweep.clone().unwrap_or_else(|| vec![args.rate]);
-    let mut rows = Vec::new();
-    for &model in &args.models {
-        let mut failed_in_a_row = 0;
-        for &rate in &rates {
-            let before = local_upstream.as_ref().map(|u| (u.thread_cpu(), u.counters().total()));
-            let stores_before = store_servers_cpu();
-            let started = std::time::Instant::now();
-            let result = run_child(args, model, rate, &upstream_url)?;
-            let stores_cpu = store_servers_cpu().saturating_sub(stores_before).as_secs_f64();
-            if stores_cpu > 0.0 {
-                // Over the whole child run (warm-up and drain included).
-                let per_s = stores_cpu / started.elapsed().as_secs_f64();
-                eprintln!("  store servers (mariadbd, redis-server): {per_s:.3} CPU seconds per second");
+    let combos = args.combos();
+    let mut stopped = vec![false; combos.len()];
+    let mut failed_in_a_row = vec![0u32; combos.len()];
+    let mut rows: Vec<Row> = Vec::new();
+    for &rate in &rates {
+        let mut sustained = vec![(0u32, 0u32); combos.len()];
+        for round in 0..args.repeats {
+            // Alternate the order so neither side always runs first.
+            let order: Vec<usize> =
+                if round % 2 == 0 { (0..combos.len()).collect() } else { (0..combos.len()).rev().collect() };
+            for index in order.into_iter().filter(|&i| !stopped[i]) {
+                let (model, source) = combos[index];
+                let result = run_measured(args, model, source, rate, &upstream_url, local_upstream.as_ref())?;
+                let ok = sustains(&result.report, rate);
+                sustained[index].0 += u32::from(ok);
+                sustained[index].1 += 1;
+                rows.push(Row { label: label(model, source), rate, result, ok });
             }
-            if let (Some(up), Some((Some(cpu0), n0))) = (&local_upstream, before) {
-                if let Some(cpu1) = up.thread_cpu() {
-                    let requests = up.counters().total() - n0;
-                    if requests > 0 {
-                        let per_k = (cpu1 - cpu0).as_secs_f64() * 1e3 / requests as f64;
-                        eprintln!(
-                            "  upstream: {requests} requests, {per_k:.3} CPU seconds per 1000 requests"
-                        );
-                    }
-                }
+        }
+        for (index, &(ok, runs)) in sustained.iter().enumerate() {
+            if runs == 0 {
+                continue;
             }
-            if !result.failures.is_empty() {
-                eprintln!("  sample failures: {:?}", result.failures);
-            }
-            if args.json {
-                println!("{}", serde_json::to_string(&result.report)?);
-            }
-            let ok = sustains(&result.report, rate);
-            rows.push((result, ok));
-            failed_in_a_row = if ok { 0 } else { failed_in_a_row + 1 };
-            if args.sweep.is_some() && failed_in_a_row >= 2 {
-                eprintln!("  {model}: two rates in a row not sustained; stopping its sweep");
-                break;
+            failed_in_a_row[index] = if 2 * ok > runs { 0 } else { failed_in_a_row[index] + 1 };
+            if args.sweep.is_some() && failed_in_a_row[index] >= 2 {
+                let (model, source) = combos[index];
+                eprintln!("  {}: two rates in a row not sustained; stopping its sweep", label(model, source));
+                stopped[index] = true;
             }
         }
     }
     print_table(&rows, args.json);
+    if args.repeats > 1 {
+        print_medians(&rows);
+    }
     if args.sweep.is_some() {
-        for &model in &args.models {
+        for &(model, source) in &combos {
+            let name = label(model, source);
             let ceiling = rows
                 .iter()
-                .filter(|(r, ok)| *ok && r.report.model == model.to_string())
-                .map(|(r, _)| r.report.rate)
+                .filter(|r| r.ok && r.label == name)
+                .map(|r| r.rate)
                 .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
             match ceiling {
-                Some(c) => eprintln!("ceiling {model}: {c} tasks/s"),
-                None => eprintln!("ceiling {model}: none of the swept rates sustained"),
+                Some(c) => eprintln!("ceiling {name}: {c} tasks/s"),
+                None => eprintln!("ceiling {name}: none of the swept rates sustained"),
             }
         }
     }
     Ok(())
+}
+
+/// A run's label: the model, with `+stream` when tasks went through Redis.
+fn label(model: ModelSpec, source: SourceKind) -> String {
+    match source {
+        SourceKind::Memory => model.to_string(),
+        SourceKind::Stream => format!("{model}+stream"),
+    }
+}
+
+/// Runs one child and prints what it cost around it: the store servers'
+/// and the upstream's CPU, and the Redis commands per task.
+fn run_measured(
+    args: &BenchArgs,
+    model: ModelSpec,
+    source: SourceKind,
+    rate: f64,
+    upstream_url: &str,
+    local_upstream: Option<&Pz1Upstream>,
+) -> anyhow::Result<ChildResult> {
+    let before = local_upstream.map(|u| (u.thread_cpu(), u.counters().total()));
+    let stores_before = store_servers_cpu();
+    let started = std::time::Instant::now();
+    let result = run_child(args, model, source, rate, upstream_url)?;
+    let stores_cpu = store_servers_cpu().saturating_sub(stores_before).as_secs_f64();
+    if stores_cpu > 0.0 {
+        // Over the whole child run (warm-up and drain included).
+        let per_s = stores_cpu / started.elapsed().as_secs_f64();
+        eprintln!("  store servers (mariadbd, redis-server): {per_s:.3} CPU seconds per second");
+    }
+    if let (Some(redis), true) = (&result.redis, result.tasks > 0) {
+        let per_k = 1_000.0 / result.tasks as f64;
+        eprintln!(
+            "  redis: {} tasks, {:.0} commands and {:.1} ms of its CPU per 1000 tasks; most called: {}",
+            result.tasks,
+            redis.commands() as f64 * per_k,
+            redis.cpu_s * 1e3 * per_k,
+            redis.top(10)
+        );
+    }
+    if let (Some(up), Some((Some(cpu0), n0))) = (local_upstream, before) {
+        if let Some(cpu1) = up.thread_cpu() {
+            let requests = up.counters().total() - n0;
+            if requests > 0 {
+                let per_k = (cpu1 - cpu0).as_secs_f64() * 1e3 / requests as f64;
+                eprintln!("  upstream: {requests} requests, {per_k:.3} CPU seconds per 1000 requests");
+            }
+        }
+    }
+    if !result.failures.is_empty() {
+        eprintln!("  sample failures: {:?}", result.failures);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&result.report)?);
+    }
+    Ok(result)
 }
 
 /// CPU time used so far by the local database servers (Linux `/proc`), so
@@ -264,141 +338,33 @@ fn names(models: &[ModelSpec]) -> String {
     models.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn run_child(args: &BenchArgs, model: ModelSpec, rate: f64, upstream: &str) -> anyhow::Result<ChildResult> {
+fn run_child(
+    args: &BenchArgs,
+    model: ModelSpec,
+    source: SourceKind,
+    rate: f64,
+    upstream: &str,
+) -> anyhow::Result<ChildResult> {
     let exe = std::env::current_exe().context("locating the switchyard binary")?;
+    let name = label(model, source);
     let spec = ChildSpec {
-        model: model.to_string(),
+        label: name.clone(),
         params: args.params(rate),
         engine: args.engine_config(model),
         upstream: upstream.to_string(),
         key_prefix: args.key_prefix.clone(),
         run_id_prefix: args.run_id_prefix.clone(),
+        source,
+        stream_redis: args.stream_redis(),
     };
     // Through the environment, not argv: store URLs may carry passwords.
     let mut cmd = Command::new(exe);
     cmd.args(["bench", "--child"]).env(CHILD_SPEC_VAR, serde_json::to_string(&spec)?);
-    eprintln!("{model} at {rate} tasks/s ...");
+    eprintln!("{name} at {rate} tasks/s ...");
     let output = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output().context("running a model")?;
     if !output.status.success() {
-        bail!("the {model} run failed ({})", output.status);
+        bail!("the {name} run failed ({})", output.status);
     }
     let line = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(line.trim()).with_context(|| format!("reading the {model} result: {line}"))
-}
-
-fn child() -> anyhow::Result<()> {
-    let spec = std::env::var(CHILD_SPEC_VAR).context("the parent passes the run's spec")?;
-    let spec: ChildSpec = serde_json::from_str(&spec).context("reading the run's spec")?;
-    let params = &spec.params;
-    let engine = Engine::builder().config(spec.engine.clone()).build()?;
-    let run_id = format!("{}{}-{}-{}", spec.run_id_prefix, spec.model, params.rate, std::process::id());
-    let stores = match (&spec.engine.redis, &spec.engine.mysql) {
-        (Some(redis), Some(mysql)) => {
-            engine.block_on(prepare_real_stores(redis, mysql, &spec.key_prefix))??;
-            Stores::redis_mysql(spec.key_prefix.clone(), PZ_RUNS_TABLE)
-        }
-        _ => Stores::memory(MemoryStores::new()),
-    };
-    let cpu_alone_s = calibrate_cpu_alone(params, 15);
-    let pipeline = pz1_pipeline("pz1", &spec.upstream, params, stores, run_id);
-    let bar = progress_bar(&spec.model, params);
-    let outcome =
-        engine.block_on(run_bench(&engine, pipeline, params, &spec.model, cpu_alone_s, |p| {
-            bar.set_length(p.scheduled);
-            bar.set_position(p.finished);
-            bar.set_message(format!("in flight {:>5}  failed {}", p.in_flight, p.failed));
-        }))??;
-    bar.finish_and_clear();
-    engine.block_on(engine.shutdown(Duration::from_secs(5)))?;
-    let result = ChildResult {
-        report: outcome.report,
-        unfinished: outcome.unfinished,
-        cpu_alone_ms: outcome.cpu_alone_s * 1e3,
-        failures: outcome.sample_failures,
-    };
-    println!("{}", serde_json::to_string(&result)?);
-    Ok(())
-}
-
-fn progress_bar(model: &str, params: &Params) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    let style =
-        indicatif::ProgressStyle::with_template("{prefix:>13} [{bar:30}] {pos}/{len} {elapsed} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("{model} @{}", params.rate));
-    bar
-}
-
-/// Creates `pz_runs` if missing and clears this prefix's seen-sets, so a
-/// run never finds ids from an earlier one.
-async fn prepare_real_stores(
-    redis: &RedisConfig,
-    mysql: &MysqlConfig,
-    key_prefix: &str,
-) -> anyhow::Result<()> {
-    let pool = MysqlPool::new(mysql)?;
-    create_runs_table(&pool, PZ_RUNS_TABLE).await.context("creating pz_runs")?;
-    pool.disconnect().await?;
-    let redis = RedisClient::connect(redis).await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis
-            .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{key_prefix}*"))
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await?;
-        if !keys.is_empty() {
-            let _: u64 = redis.query(redis::cmd("DEL").arg(&keys)).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-fn print_table(rows: &[(ChildResult, bool)], to_stderr: bool) {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<13} {:>7} {:>6} {:>9} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>7} {:>7} {:>9}\n",
-        "model",
-        "rate",
-        "rounds",
-        "completed",
-        "errors",
-        "thrpt/s",
-        "p50 ms",
-        "p99 ms",
-        "slow50",
-        "slow99",
-        "exec99",
-        "cpu/s",
-        "rss MB",
-        "up rps",
-        "sustains"
-    ));
-    for (r, ok) in rows {
-        let r2 = &r.report;
-        out.push_str(&format!(
-            "{:<13} {:>7.1} {:>6} {:>9} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>7.3} {:>7.3} {:>7.3} {:>6.2} {:>7.1} {:>7.1} {:>9}\n",
-            r2.model, r2.rate, r2.rounds, r2.completed, r2.errors, r2.throughput, r2.latency_p50_ms,
-            r2.latency_p99_ms, r2.slowdown_p50, r2.slowdown_p99, r2.exec_slowdown_p99, r2.cpu_per_wall_s,
-            r2.peak_rss_mb, r2.upstream_rps, if *ok { "yes" } else { "no" }
-        ));
-    }
-    if to_stderr {
-        eprint!("{out}");
-    } else {
-        print!("{out}");
-    }
+    serde_json::from_str(line.trim()).with_context(|| format!("reading the {name} result: {line}"))
 }

@@ -1,0 +1,124 @@
+//! The bench's summary: one line per run, and with repeats, each point's
+//! medians with their range (the figures BENCHMARKS.md quotes).
+
+use super::child::ChildResult;
+
+/// One run's result, as the summary shows it.
+#[derive(Debug)]
+pub(super) struct Row {
+    /// The model, with `+stream` for a stream run.
+    pub(super) label: String,
+    pub(super) rate: f64,
+    pub(super) result: ChildResult,
+    /// It sustained its rate.
+    pub(super) ok: bool,
+}
+
+impl Row {
+    /// Engine-process CPU milliseconds per completed task in the window.
+    fn cpu_ms_per_task(&self) -> f64 {
+        let r = &self.result.report;
+        r.cpu_per_wall_s / r.throughput * 1e3
+    }
+
+    /// Redis commands per 1,000 tasks, when the run used a Redis.
+    fn redis_commands_per_k(&self) -> Option<f64> {
+        let redis = self.result.redis.as_ref()?;
+        (self.result.tasks > 0).then(|| redis.commands() as f64 * 1e3 / self.result.tasks as f64)
+    }
+
+    /// Redis CPU milliseconds per 1,000 tasks.
+    fn redis_cpu_ms_per_k(&self) -> Option<f64> {
+        let redis = self.result.redis.as_ref()?;
+        (self.result.tasks > 0).then(|| redis.cpu_s * 1e6 / self.result.tasks as f64)
+    }
+}
+
+pub(super) fn print_table(rows: &[Row], to_stderr: bool) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<15} {:>7} {:>6} {:>9} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7} {:>9}\n",
+        "model",
+        "rate",
+        "rounds",
+        "completed",
+        "errors",
+        "thrpt/s",
+        "p50 ms",
+        "p99 ms",
+        "slow50",
+        "slow99",
+        "exec99",
+        "cpu/s",
+        "cpu ms/t",
+        "rss MB",
+        "up rps",
+        "sustains"
+    ));
+    for row in rows {
+        let r = &row.result.report;
+        out.push_str(&format!(
+            "{:<15} {:>7.1} {:>6} {:>9} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>7.3} {:>7.3} {:>7.3} {:>6.2} {:>8.3} {:>7.1} {:>7.1} {:>9}\n",
+            row.label, r.rate, r.rounds, r.completed, r.errors, r.throughput, r.latency_p50_ms,
+            r.latency_p99_ms, r.slowdown_p50, r.slowdown_p99, r.exec_slowdown_p99, r.cpu_per_wall_s,
+            row.cpu_ms_per_task(), r.peak_rss_mb, r.upstream_rps, if row.ok { "yes" } else { "no" }
+        ));
+    }
+    if to_stderr {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
+}
+
+/// Per (label, rate): the median of each figure over its runs and, in
+/// brackets, the lowest and highest.
+pub(super) fn print_medians(rows: &[Row]) {
+    let mut points: Vec<(&str, f64)> = Vec::new();
+    for row in rows {
+        if !points.iter().any(|&(l, r)| l == row.label && r == row.rate) {
+            points.push((&row.label, row.rate));
+        }
+    }
+    eprintln!("medians [min-max] per point:");
+    for (label, rate) in points {
+        let runs: Vec<&Row> = rows.iter().filter(|r| r.label == label && r.rate == rate).collect();
+        let figure = |f: &dyn Fn(&Row) -> Option<f64>| spread(runs.iter().filter_map(|r| f(r)).collect());
+        eprintln!(
+            "  {label:<15} rate {rate:>6.1} runs {}: cpu ms/task {}  slowdown p99 {}  p99 ms {}  rss MB {}  redis cmds/1k tasks {}  redis cpu ms/1k tasks {}",
+            runs.len(),
+            figure(&|r| Some(r.cpu_ms_per_task())),
+            figure(&|r| Some(r.result.report.slowdown_p99)),
+            figure(&|r| Some(r.result.report.latency_p99_ms)),
+            figure(&|r| Some(r.result.report.peak_rss_mb)),
+            figure(&Row::redis_commands_per_k),
+            figure(&Row::redis_cpu_ms_per_k),
+        );
+    }
+}
+
+/// `median [min-max]`, or `-` without values.
+fn spread(mut values: Vec<f64>) -> String {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return "-".to_string();
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    let digits = if median.abs() >= 100.0 { 0 } else { 3 };
+    format!("{median:.digits$} [{:.digits$}-{:.digits$}]", values[0], values[n - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_gives_the_median_and_the_range() {
+        assert_eq!(spread(vec![3.0, 1.0, 2.0]), "2.000 [1.000-3.000]");
+        assert_eq!(spread(vec![4.0, 1.0, 2.0, 3.0]), "2.500 [1.000-4.000]");
+        assert_eq!(spread(vec![f64::NAN]), "-");
+        assert_eq!(spread(vec![150.0, 250.0]), "200 [150-250]");
+    }
+}
