@@ -160,12 +160,28 @@ fn measure(meter_engine: &Engine, meter: &RedisClient, url: &str, point: &Point)
     std::thread::sleep(WINDOW);
     let (polls1, deliveries1, after) =
         (world.polls.load(Ordering::Relaxed), world.deliveries.load(Ordering::Relaxed), read());
+    let seen_set = meter_engine.block_on(seen_set_size(meter, &format!("{prefix}:seen:p0"))).expect("rt");
     for (engine, stop, done) in services {
         stop.cancel();
         let _ = engine.block_on(done);
     }
     meter_engine.block_on(drop_keys(meter, &prefix)).expect("rt");
     report(point, polls1 - polls0, deliveries1 - deliveries0, &before.until(&after));
+    if let Some((ids, bytes)) = seen_set.filter(|(ids, _)| *ids > 100) {
+        println!(
+            "point={} seen_set_ids={ids} seen_set_bytes={bytes} bytes_per_id={:.1}",
+            point.name,
+            bytes as f64 / ids as f64
+        );
+    }
+}
+
+/// Ids in one pipeline's seen set and the bytes Redis uses for it.
+async fn seen_set_size(client: &RedisClient, key: &str) -> Option<(u64, u64)> {
+    let ids: u64 = client.query(redis::cmd("ZCARD").arg(key)).await.ok()?;
+    let bytes: Option<u64> =
+        client.query(redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0)).await.ok()?;
+    Some((ids, bytes?))
 }
 
 fn report(point: &Point, polls: u64, deliveries: u64, cost: &RedisServerCounters) {

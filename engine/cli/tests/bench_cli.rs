@@ -115,7 +115,10 @@ fn a_stream_source_run_completes_every_task_alternates_and_leaves_no_stream() {
     // Redis did the stream's work, counted by the server itself.
     let redis_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("commands and")).collect();
     assert_eq!(redis_lines.len(), 2, "one Redis cost line per stream run: {stderr}");
-    assert!(redis_lines.iter().all(|l| l.contains("xreadgroup=") && l.contains("xack=") && l.contains("xadd=")), "{stderr}");
+    assert!(
+        redis_lines.iter().all(|l| l.contains("xreadgroup=") && l.contains("xack=") && l.contains("xadd=")),
+        "{stderr}"
+    );
     assert!(stderr.contains("medians [min-max] per point"), "{stderr}");
     // Each run deleted its stream.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
