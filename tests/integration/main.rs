@@ -4,6 +4,8 @@ mod backpressure;
 mod dashboards;
 mod dependencies;
 mod durable;
+mod durable_restart;
+mod durable_world;
 mod examples;
 mod failures;
 mod host_recorder;

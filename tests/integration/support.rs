@@ -69,8 +69,19 @@ impl LocalRedis {
     /// Kills it (SIGKILL: no shutdown save) and starts it again on the same
     /// port and data.
     pub(crate) fn restart(&mut self) {
+        self.restart_after(std::time::Duration::from_millis(300), true);
+    }
+
+    /// Kills it, leaves it down for `down`, and starts it again on the same
+    /// port, with its data if `keep_data`, else with nothing: what a Redis
+    /// without persistence (or one that lost its disk) comes back as.
+    pub(crate) fn restart_after(&mut self, down: std::time::Duration, keep_data: bool) {
         self.kill();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        if !keep_data {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            std::fs::create_dir_all(&self.dir).expect("a fresh data directory");
+        }
+        std::thread::sleep(down);
         self.spawn().expect("redis-server restarts");
     }
 

@@ -15,7 +15,7 @@
 //! The pipeline's metrics are resolved when it is built
 //! ([`Pipeline::new`]): install the recorder first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +120,10 @@ pub struct Pipeline {
     backoff: ExponentialBuilder,
     pub(crate) counters: Arc<PipelineCounters>,
     pub(crate) metrics: PipelineMetrics,
+    /// A durable pipeline's dedup state was in Redis while this process ran
+    /// (a poll found it, seeded it or wrote to it): finding neither it nor
+    /// its marker later means Redis lost them, not that the pipeline is new.
+    pub(crate) durable_state_seen: AtomicBool,
 }
 
 impl Pipeline {
@@ -128,7 +132,13 @@ impl Pipeline {
     pub fn new(parts: PipelineParts) -> Arc<Pipeline> {
         let backoff = parts.delivery.backoff();
         let metrics = PipelineMetrics::new(&parts.name);
-        Arc::new(Pipeline { parts, backoff, counters: Arc::default(), metrics })
+        Arc::new(Pipeline {
+            parts,
+            backoff,
+            counters: Arc::default(),
+            metrics,
+            durable_state_seen: AtomicBool::new(false),
+        })
     }
 
     /// A configured pipeline (`key` names it in errors, e.g. `pipelines[0]`).

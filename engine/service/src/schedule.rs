@@ -30,10 +30,14 @@ const FORGOTTEN_AFTER: Duration = Duration::from_secs(3_600);
 const BATCH: usize = 500;
 
 /// KEYS: schedule, polls stream. ARGV: now, most to enqueue, the hash key
-/// prefix, forgotten-after ms. Returns how many polls were enqueued.
+/// prefix, forgotten-after ms. Returns how many polls were enqueued, or -1
+/// when the schedule is gone.
 static ENQUEUE_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local enqueued = 0
@@ -133,7 +137,25 @@ impl Scheduler {
     }
 
     /// Enqueues every due poll whose previous one is done; returns how many.
+    ///
+    /// A schedule that is gone (a Redis that came back empty, a flush) is
+    /// registered again at once rather than at the next refresh, up to
+    /// [`ALIVE_EVERY`] later: the pipelines' seq counters start over, the
+    /// polls go on.
     pub(crate) async fn enqueue_due(&self) -> Result<u64, switchyard::io_reactor::Error> {
+        let enqueued = self.enqueue_due_once().await?;
+        if enqueued >= 0 {
+            return Ok(enqueued as u64);
+        }
+        tracing::warn!(
+            schedule = %self.schedule_key,
+            "the schedule was gone from Redis (it lost its data?): registering this process's pipelines again"
+        );
+        self.register().await?;
+        Ok(self.enqueue_due_once().await?.max(0) as u64)
+    }
+
+    async fn enqueue_due_once(&self) -> Result<i64, switchyard::io_reactor::Error> {
         let mut invocation = ENQUEUE_DUE.prepare_invoke();
         invocation
             .key(&self.schedule_key)

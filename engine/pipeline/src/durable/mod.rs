@@ -21,6 +21,15 @@
 //! - **Bounded state.** The seen set keeps the newest `max_ids` ids for at
 //!   most `max_age`; an id older than that which reappears is delivered
 //!   again (with the same key).
+//! - **Lost state is reported, not seeded again.** A seen set gone while its
+//!   marker lives, or gone with its marker under a process that had seen
+//!   them (a Redis that came back empty), counts as lost
+//!   (`switchyard_pipeline_state_lost_total`, `/status`, an error log) and
+//!   the poll's whole page is delivered again, keyed, so nothing the API
+//!   still lists is swallowed. A process started after Redis lost both
+//!   cannot tell that from a new pipeline and seeds; and outbox entries a
+//!   Redis without persistence lost are gone once the API no longer lists
+//!   them. Run Redis with an append-only file.
 
 mod delivery;
 mod outbox;

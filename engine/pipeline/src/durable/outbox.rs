@@ -5,7 +5,10 @@
 //! refreshed on every poll), and a marker (`{prefix}:seeded:{pipeline}`)
 //! that outlives the set, so a set that vanished (expired while the service
 //! was down, flushed, a Redis without persistence restarted) is noticed
-//! rather than silently seeded again.
+//! rather than silently seeded again. A Redis that came back empty lost the
+//! marker too: a process that saw the state before still notices (it
+//! remembers having seen it); a process started after the loss cannot tell
+//! it from a new pipeline and seeds, so only Redis's persistence covers it.
 //!
 //! The one decision: a poll's new items enter the deliveries stream and the
 //! seen set in one script, so a crash can neither lose an item (seen but
@@ -153,6 +156,12 @@ impl Outbox {
         let items: Vec<(&str, String, String)> =
             ids.iter().map(|id| (id.as_str(), String::new(), String::new())).collect();
         self.run(cx, pipeline, &items).await.map(drop)
+    }
+
+    /// Refreshes `pipeline`'s state (its expiry, its marker) after a poll
+    /// that found nothing new, creating it if it is gone.
+    pub async fn refresh(&self, cx: &TaskContext, pipeline: &str) -> Result<(), StoreError> {
+        self.run(cx, pipeline, &[]).await.map(drop)
     }
 
     /// Adds `jobs` to the deliveries stream and their ids to the seen set,

@@ -40,27 +40,43 @@ impl Pipeline {
         outbox.reject(cx, name, job.seq, &prepared.rejected).await.map_err(store)?;
         let items = prepared.items;
         let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-        let seen = match outbox.check(cx, name, &ids).await.map_err(store)? {
-            SeenState::Fresh if self.parts.seeding != Seeding::Never => {
+        let state = outbox.check(cx, name, &ids).await.map_err(store)?;
+        // No state and no marker looks like a new pipeline, unless this
+        // process has seen the state before: then Redis lost both (it came
+        // back empty, or was flushed). A process started after such a loss
+        // cannot tell; only Redis's persistence covers that.
+        let had_state = self.durable_state_seen.load(Ordering::Relaxed);
+        let marker_lost = state == SeenState::Fresh && had_state;
+        let seen = match state {
+            SeenState::Fresh if !had_state && self.parts.seeding != Seeding::Never => {
                 outbox.seed(cx, name, &ids).await.map_err(store)?;
+                self.durable_state_seen.store(true, Ordering::Relaxed);
                 return Ok(done);
             }
-            SeenState::Fresh => vec![false; items.len()],
-            SeenState::Lost => {
+            SeenState::Fresh if !had_state => vec![false; items.len()],
+            SeenState::Lost | SeenState::Fresh => {
                 // Never seeded again in silence: report it, and treat every
                 // item as new. Items already delivered go out again, with the
                 // same Idempotency-Key, for the receiver to absorb; nothing
                 // published meanwhile is swallowed.
                 self.counters.state_lost.fetch_add(1, Ordering::Relaxed);
                 self.metrics.state_lost();
+                let why = if marker_lost {
+                    "its marker is gone too, but this process saw it: Redis lost its data"
+                } else {
+                    "its marker outlived it"
+                };
                 tracing::error!(
                     pipeline = %name,
                     seen_key = %outbox.seen_key(name),
-                    "dedup state lost (its marker outlived it): delivering the whole page again, keyed for the receiver to absorb repeats"
+                    "dedup state lost ({why}): delivering the whole page again, keyed for the receiver to absorb repeats"
                 );
                 vec![false; items.len()]
             }
-            SeenState::Known(seen) => seen,
+            SeenState::Known(seen) => {
+                self.durable_state_seen.store(true, Ordering::Relaxed);
+                seen
+            }
         };
         let mut jobs: Vec<DeliveryJob> = items
             .iter()
@@ -71,8 +87,16 @@ impl Pipeline {
         if self.parts.newest_first {
             jobs.reverse();
         }
-        match outbox.enqueue(cx, &jobs).await.map_err(store)? {
+        let written = if jobs.is_empty() {
+            // Nothing new: the state's expiry and marker are still refreshed,
+            // so a quiet API does not let the state lapse while polled.
+            outbox.refresh(cx, name).await.map(|()| Some(0))
+        } else {
+            outbox.enqueue(cx, &jobs).await
+        };
+        match written.map_err(store)? {
             Some(added) => {
+                self.durable_state_seen.store(true, Ordering::Relaxed);
                 done.new_items = added;
                 Ok(done)
             }

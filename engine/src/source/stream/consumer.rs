@@ -88,21 +88,7 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
             RedisClient::connect(&RedisConfig { response_timeout_ms: read_deadline, ..redis.clone() })
                 .await
                 .map_err(Error::io)?;
-        let created: Result<(), _> = commands
-            .query(
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&config.stream)
-                    .arg(&config.group)
-                    .arg("0")
-                    .arg("MKSTREAM"),
-            )
-            .await;
-        if let Err(e) = created {
-            if !e.to_string().contains("BUSYGROUP") {
-                return Err(Error::io(e));
-            }
-        }
+        create_group(&commands, &config).await.map_err(Error::io)?;
         let consumer = config.consumer.clone().unwrap_or_else(default_consumer_name);
         let metrics = StreamMetrics::new(&config.stream);
         let shared = Arc::new(Shared { config, consumer, commands, held: Mutex::default(), metrics });
@@ -291,10 +277,53 @@ impl<T: DeserializeOwned + Send + 'static> Source for StreamSource<T> {
                 }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
+                    if e.to_string().contains("NOGROUP") {
+                        self.group_gone().await;
+                    }
                     return Err(e);
                 }
             }
         }
+    }
+}
+
+impl<T> StreamSource<T> {
+    /// The group (or the whole stream) is gone: Redis lost its data (it
+    /// restarted without persistence, or was flushed) or someone destroyed
+    /// the group. Every read would fail until it exists again, so it is made
+    /// again, from the stream's first entry: what the stream holds now is
+    /// unfinished work. What Redis lost is lost; that is said, loudly.
+    async fn group_gone(&mut self) {
+        let c = &self.shared.config;
+        match create_group(&self.shared.commands, c).await {
+            Ok(true) => tracing::error!(
+                stream = %c.stream,
+                group = %c.group,
+                "the consumer group was gone (Redis lost its data, or the group was destroyed): created it again; entries Redis lost are lost"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(stream = %c.stream, error = %e, "creating the consumer group again failed")
+            }
+        }
+        self.claim_cursor = "0-0".to_string();
+    }
+}
+
+/// Creates the group if it is missing (and the stream with it), starting
+/// from the stream's first entry so nothing added before the group existed
+/// is skipped. Whether it was missing.
+async fn create_group(
+    commands: &RedisClient,
+    c: &StreamConfig,
+) -> Result<bool, switchyard_io_reactor::Error> {
+    let created: Result<(), _> = commands
+        .query(redis::cmd("XGROUP").arg("CREATE").arg(&c.stream).arg(&c.group).arg("0").arg("MKSTREAM"))
+        .await;
+    match created {
+        Ok(()) => Ok(true),
+        Err(e) if e.to_string().contains("BUSYGROUP") => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

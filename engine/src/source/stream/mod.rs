@@ -41,7 +41,9 @@
 //! A failed read returns an error (the engine counts it) and the next read
 //! waits first, exponentially longer up to 5 s, with jitter: a restarting
 //! Redis is retried, never spun on. What Redis kept is delivered once it is
-//! back; what it lost (no persistence) is lost.
+//! back; what it lost (no persistence) is lost. A read that finds the group
+//! gone (a Redis that came back empty) creates it again, from the stream's
+//! first entry, and logs an error: reading resumes without a restart.
 //!
 //! # Shutdown
 //!
