@@ -14,11 +14,13 @@
 //!
 //! `SWITCHYARD_SOAK_INTERVAL_MS` is the range the pause before each kill is
 //! drawn from (default `150-600`: 1,000 kills in about 7 minutes, plus the
-//! drain); `SWITCHYARD_SOAK_SEED` fixes the victims and pauses.
+//! drain); `SWITCHYARD_SOAK_SEED` fixes the victims and pauses;
+//! `SWITCHYARD_SOAK_HOOK_DELAY_MS` is the webhook's time per delivery
+//! (default 150 ms, so a victim usually holds deliveries when it dies).
 //!
 //! The world is the durable tests' (`tests/support/durable_world.rs`): four
 //! pipelines polling a loopback API whose page of 20 gains 2 new items per
-//! answer, delivering to a loopback webhook (30 ms per request) that records
+//! answer, delivering to a loopback webhook (150 ms per request) that records
 //! every delivery with its Idempotency-Key.
 //!
 //! **In flight at a kill**, measured exactly: right before the SIGKILL the
@@ -76,8 +78,9 @@ use switchyard_service::{stream_configs, ServiceConfig};
 
 const PROCESSES: usize = 3;
 const PIPELINES: [&str; 4] = ["p0", "p1", "p2", "p3"];
-/// The webhook's time per delivery.
-const HOOK_DELAY: Duration = Duration::from_millis(30);
+/// The webhook's default time per delivery: long enough that a victim
+/// usually holds several deliveries when it is killed.
+const DEFAULT_HOOK_DELAY_MS: u64 = 150;
 /// Longest wait for a victim's connections to be dropped by Redis.
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 /// Longest wait, after the last kill, for everything to arrive and drain.
@@ -111,6 +114,7 @@ struct Settings {
     kills: usize,
     interval: (u64, u64),
     seed: u64,
+    hook_delay: Duration,
 }
 
 fn settings() -> anyhow::Result<Settings> {
@@ -133,7 +137,11 @@ fn settings() -> anyhow::Result<Settings> {
         Ok(v) => v.trim().parse().context("SWITCHYARD_SOAK_SEED: a number")?,
         Err(_) => 0x2545_F491_4F6C_DD1D_u64 ^ u64::from(std::process::id()) ^ now_nanos(),
     };
-    Ok(Settings { kills, interval, seed: seed.max(1) })
+    let hook_delay_ms = match std::env::var("SWITCHYARD_SOAK_HOOK_DELAY_MS") {
+        Ok(v) => v.trim().parse().context("SWITCHYARD_SOAK_HOOK_DELAY_MS: milliseconds")?,
+        Err(_) => DEFAULT_HOOK_DELAY_MS,
+    };
+    Ok(Settings { kills, interval, seed: seed.max(1), hook_delay: Duration::from_millis(hook_delay_ms) })
 }
 
 fn now_nanos() -> u64 {
@@ -219,7 +227,7 @@ impl std::fmt::Debug for Streams {
 
 fn soak(redis_url: &str, s: &Settings, interrupted: &AtomicBool) -> anyhow::Result<bool> {
     let wall = Instant::now();
-    let world = world(HOOK_DELAY);
+    let world = world(s.hook_delay);
     let mut setup = setup_named("sy-soak", &world, redis_url, &PIPELINES, 20, "");
     let config = ServiceConfig::load(&setup.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (polls, deliveries) = stream_configs(&config);
@@ -356,7 +364,12 @@ fn soak(redis_url: &str, s: &Settings, interrupted: &AtomicBool) -> anyhow::Resu
         failures.push(format!("too little work to mean anything: {} items", expected.len()));
     }
 
-    println!("durable soak: {PROCESSES} `switchyard run` processes, {} pipelines, one SIGKILLed every {lo}-{hi} ms (seed {})", PIPELINES.len(), s.seed);
+    println!(
+        "durable soak: {PROCESSES} `switchyard run` processes, {} pipelines, one SIGKILLed every {lo}-{hi} ms, webhook {} ms per delivery (seed {})",
+        PIPELINES.len(),
+        s.hook_delay.as_millis(),
+        s.seed
+    );
     println!("machine                         {}", machine());
     println!("commit                          {}", commit());
     println!("kills                           {}", kills.len());
