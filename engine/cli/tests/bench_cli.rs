@@ -120,6 +120,9 @@ fn a_stream_source_run_completes_every_task_alternates_and_leaves_no_stream() {
         "{stderr}"
     );
     assert!(stderr.contains("medians [min-max] per point"), "{stderr}");
+    // Each run says how much of the machine other tenants took meanwhile.
+    let steal_lines = stderr.lines().filter(|l| l.contains("stolen by the hypervisor")).count();
+    assert_eq!(steal_lines, 4, "one steal line per run: {stderr}");
     // Each run deleted its stream.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = runtime

@@ -8,6 +8,7 @@
 //! report lines (`--json`) and a summary table.
 
 mod child;
+mod machine;
 mod table;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use switchyard::{EngineConfig, ModelSpec};
 use switchyard_pz1::{sustains, Params, Pz1Upstream};
 
 use self::child::{child, ChildResult, ChildSpec, CHILD_SPEC_VAR};
+use self::machine::{MachineCpu, DISTURBED_STEAL_SHARE};
 use self::table::{print_medians, print_table, Row};
 use crate::engine_args::{check_stores_pair, EngineArgs};
 use crate::failure::Failure;
@@ -221,11 +223,12 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
                 if round % 2 == 0 { (0..combos.len()).collect() } else { (0..combos.len()).rev().collect() };
             for index in order.into_iter().filter(|&i| !stopped[i]) {
                 let (model, source) = combos[index];
-                let result = run_measured(args, model, source, rate, &upstream_url, local_upstream.as_ref())?;
+                let (result, steal_share) =
+                    run_measured(args, model, source, rate, &upstream_url, local_upstream.as_ref())?;
                 let ok = sustains(&result.report, rate);
                 sustained[index].0 += u32::from(ok);
                 sustained[index].1 += 1;
-                rows.push(Row { label: label(model, source), rate, result, ok });
+                rows.push(Row { label: label(model, source), rate, result, ok, steal_share });
             }
         }
         for (index, &(ok, runs)) in sustained.iter().enumerate() {
@@ -270,7 +273,9 @@ fn label(model: ModelSpec, source: SourceKind) -> String {
 }
 
 /// Runs one child and prints what it cost around it: the store servers'
-/// and the upstream's CPU, and the Redis commands per task.
+/// and the upstream's CPU, and the Redis commands per task. Returns the
+/// child's result and the share of the machine's CPU time stolen by other
+/// tenants during it.
 fn run_measured(
     args: &BenchArgs,
     model: ModelSpec,
@@ -278,11 +283,18 @@ fn run_measured(
     rate: f64,
     upstream_url: &str,
     local_upstream: Option<&Pz1Upstream>,
-) -> anyhow::Result<ChildResult> {
+) -> anyhow::Result<(ChildResult, Option<f64>)> {
     let before = local_upstream.map(|u| (u.thread_cpu(), u.counters().total()));
     let stores_before = store_servers_cpu();
+    let machine_before = MachineCpu::read();
     let started = std::time::Instant::now();
     let result = run_child(args, model, source, rate, upstream_url)?;
+    let steal_share = machine_before.zip(MachineCpu::read()).and_then(|(b, a)| b.steal_share(&a));
+    if let Some(share) = steal_share {
+        let verdict =
+            if share > DISTURBED_STEAL_SHARE { " (disturbed: left out of the medians)" } else { "" };
+        eprintln!("  machine: {:.1} % of its CPU time stolen by the hypervisor{verdict}", share * 100.0);
+    }
     let stores_cpu = store_servers_cpu().saturating_sub(stores_before).as_secs_f64();
     if stores_cpu > 0.0 {
         // Over the whole child run (warm-up and drain included).
@@ -314,7 +326,7 @@ fn run_measured(
     if args.json {
         println!("{}", serde_json::to_string(&result.report)?);
     }
-    Ok(result)
+    Ok((result, steal_share))
 }
 
 /// CPU time used so far by the local database servers (Linux `/proc`), so
