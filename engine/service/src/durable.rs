@@ -166,18 +166,7 @@ pub(crate) async fn run(
         started: Instant::now(),
     });
 
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {
-                let s = add_stats(poll_run.stats(), delivery_run.stats());
-                if limits.max_tasks.is_some_and(|max| s.ok + s.failed + s.panicked >= max) {
-                    break;
-                }
-            }
-        }
-    }
+    limits.wait(&stop, || add_stats(poll_run.stats(), delivery_run.stats())).await;
     // Intake stops at once on both streams; what is left stays there for
     // the other processes (or this one's next start).
     serving.cancel();

@@ -58,6 +58,25 @@ pub struct RunLimits {
     pub max_tasks: Option<u64>,
 }
 
+impl RunLimits {
+    /// Returns once `stop` is cancelled or the tasks settled so far, read
+    /// from `settled` every 100 ms, reach [`RunLimits::max_tasks`].
+    pub(crate) async fn wait(&self, stop: &CancellationToken, settled: impl Fn() -> switchyard::RunStats) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let s = settled();
+                    if self.max_tasks.is_some_and(|max| s.ok + s.failed + s.panicked >= max) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs the service until `stop` is cancelled (or `limits` are reached),
 /// then drains in-flight tasks within the engine's shutdown deadline.
 pub async fn run_service(
@@ -137,18 +156,7 @@ pub async fn run_service(
         started: Instant::now(),
     });
 
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {
-                let s = running.stats();
-                if limits.max_tasks.is_some_and(|max| s.ok + s.failed + s.panicked >= max) {
-                    break;
-                }
-            }
-        }
-    }
+    limits.wait(&stop, || running.stats()).await;
     let report = running.shutdown(drain_time(engine)).await;
     if let Some(up) = upstream {
         // Joining the upstream's thread blocks briefly: not on the reactor.
