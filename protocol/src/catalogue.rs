@@ -378,6 +378,11 @@ pub const STREAM_REDELIVERIES: MetricDef = counter(
     "Entries delivered again, after a retry delay or a claim.",
     &[STREAM],
 );
+/// The dead-letter reason of items a pipeline's transform rejected: the
+/// pipeline writes those dead letters itself (with its outbox), not the
+/// engine's stream source, which owns every other reason.
+pub const DEAD_LETTER_REASON_MALFORMED: &str = "malformed";
+
 /// Entries moved to the dead-letter stream, by reason.
 pub const STREAM_DEAD_LETTERS: MetricDef = counter(
     "switchyard_stream_dead_letters_total",
@@ -392,6 +397,7 @@ pub const STREAM_DEAD_LETTERS: MetricDef = counter(
                 "retries_exhausted",
                 "claims_exhausted",
                 "undecodable",
+                DEAD_LETTER_REASON_MALFORMED,
             ]),
         },
     ],

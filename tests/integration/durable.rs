@@ -71,7 +71,8 @@ fn a_poison_item_is_dead_lettered_while_the_others_arrive_and_replay_delivers_it
     engine
         .block_on(async {
             let client = RedisClient::connect(&RedisConfig::new(&url)).await.unwrap();
-            // Poll 3 holds an item without an id; the webhook refuses item o-47 for good.
+            // From poll 3 on, every page lists an item without an id; the
+            // webhook refuses item o-47 for good.
             world.malformed_at.store(3, Ordering::SeqCst);
             let poison = format!("o-{}", 2 * 3 + WINDOW - 1);
             *world.reject.lock().unwrap() = Some(poison.clone());
@@ -94,7 +95,16 @@ fn a_poison_item_is_dead_lettered_while_the_others_arrive_and_replay_delivers_it
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let malformed = letters.iter().find(|d| d.reason == "malformed").expect("the malformed item");
+            // Listed by every poll since the third, kept once.
+            let polls_seeing_it = world.polls.load(Ordering::SeqCst).saturating_sub(2);
+            assert!(polls_seeing_it >= 6, "{polls_seeing_it}");
+            let malformed: Vec<_> = letters.iter().filter(|d| d.reason == "malformed").collect();
+            assert_eq!(
+                malformed.len(),
+                1,
+                "the malformed item was dead-lettered more than once: {letters:?}"
+            );
+            let malformed = malformed[0];
             assert!(
                 malformed.error.contains("field id") && malformed.item.contains("no id here"),
                 "{malformed:?}"

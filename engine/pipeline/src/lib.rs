@@ -43,8 +43,8 @@ pub use config::{
     DEFAULT_DEDUP_MAX_AGE_MS, DEFAULT_DEDUP_MAX_IDS, DEFAULT_MAX_ITEMS_PER_POLL,
 };
 pub use durable::{
-    idempotency_key, retry_after, verdict, Backoff, DedupBounds, DeliveryJob, Outbox, SeenState, Verdict,
-    IDEMPOTENCY_KEY, MAX_RETRY_AFTER,
+    idempotency_key, retry_after, verdict, Backoff, DedupBounds, DeliveryJob, Outbox, Rejections, SeenState,
+    Verdict, Written, IDEMPOTENCY_KEY, MAX_RETRY_AFTER,
 };
 pub use error::ConfigError;
 pub use fingerprint::{fingerprint, fingerprint_hex, fingerprint_raw};

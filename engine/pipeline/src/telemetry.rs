@@ -7,8 +7,8 @@
 
 use metrics::{counter, Counter};
 use switchyard::protocol::catalogue::{
-    PIPELINE_DELIVERY_ATTEMPTS, PIPELINE_ITEMS_DELIVERED, PIPELINE_ITEMS_REJECTED, PIPELINE_POLLS,
-    PIPELINE_STATE_LOST,
+    DEAD_LETTER_REASON_MALFORMED, PIPELINE_DELIVERY_ATTEMPTS, PIPELINE_ITEMS_DELIVERED,
+    PIPELINE_ITEMS_REJECTED, PIPELINE_POLLS, PIPELINE_STATE_LOST, STREAM_DEAD_LETTERS,
 };
 
 use crate::durable::Verdict;
@@ -67,6 +67,16 @@ impl PipelineMetrics {
 
     pub(crate) fn rejected(&self, n: usize) {
         self.rejected.increment(n as u64);
+    }
+
+    /// Rejected items a durable poll put into `stream`'s dead letters,
+    /// counted with the stream's own dead letters (the handle is looked up
+    /// per call: this happens once per malformed item, not per task).
+    pub(crate) fn dead_lettered_malformed(&self, stream: &str, n: u32) {
+        let [stream_label, reason_label] =
+            [STREAM_DEAD_LETTERS.labels[0].name, STREAM_DEAD_LETTERS.labels[1].name];
+        counter!(STREAM_DEAD_LETTERS.name, stream_label => stream.to_string(), reason_label => DEAD_LETTER_REASON_MALFORMED)
+            .increment(u64::from(n));
     }
 
     pub(crate) fn polled(&self, ok: bool, delivered: u32) {

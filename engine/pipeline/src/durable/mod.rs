@@ -38,4 +38,4 @@ mod poll;
 pub use delivery::{
     idempotency_key, retry_after, verdict, Backoff, DeliveryJob, Verdict, IDEMPOTENCY_KEY, MAX_RETRY_AFTER,
 };
-pub use outbox::{DedupBounds, Outbox, SeenState};
+pub use outbox::{DedupBounds, Outbox, Rejections, SeenState, Written};

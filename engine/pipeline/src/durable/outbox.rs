@@ -12,11 +12,16 @@
 //!
 //! The one decision: a poll's new items enter the deliveries stream and the
 //! seen set in one script, so a crash can neither lose an item (seen but
-//! never enqueued) nor enqueue it twice (enqueued but not seen).
+//! never enqueued) nor enqueue it twice (enqueued but not seen). The items
+//! its transform rejected go into the dead letters in the same script, each
+//! remembered in the seen set under a digest of what was rejected, so a
+//! malformed item the API keeps listing is dead-lettered once, not on every
+//! poll, and a redone poll adds none twice.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use switchyard::io_reactor::redis::{self, Script};
 use switchyard::source::StreamConfig;
 use switchyard::TaskContext;
@@ -50,27 +55,31 @@ pub enum SeenState {
     Known(Vec<bool>),
 }
 
-/// Adds the new items to the deliveries stream and to the seen set, unless
-/// the stream lacks room for all of them; trims and refreshes the state.
-/// KEYS: seen, marker, deliveries stream, its delayed set.
+/// Adds the new items to the deliveries stream and to the seen set, and the
+/// rejected items not yet dead-lettered to the dead letters, unless the
+/// stream lacks room for the new items; trims and refreshes the state.
+/// KEYS: seen, marker, deliveries stream, its delayed set, its dead letters.
 /// ARGV: now, max_ids, max_age_ms, stream max_len, marker ttl_ms, the
-/// sentinel, then (id, job, label) per item (an empty job: seen only).
-/// Returns how many were added, or -1 when full.
+/// sentinel, dead letters max_len, how many items, then (id, job, label)
+/// per item (an empty job: seen only), then (digest, raw, label, reason,
+/// from) per rejected item. Returns {new items added, rejected items
+/// dead-lettered}, or {-1, 0} when the stream is full (nothing written).
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local now = tonumber(ARGV[1])
-local n = (#ARGV - 6) / 3
+local n = tonumber(ARGV[8])
+local first_rejected = 9 + 3 * n
 local jobs = 0
 for i = 0, n - 1 do
-  if ARGV[8 + 3 * i] ~= '' then jobs = jobs + 1 end
+  if ARGV[10 + 3 * i] ~= '' then jobs = jobs + 1 end
 end
 if jobs > 0 and redis.call('XLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4]) + jobs > tonumber(ARGV[4]) then
-  return -1
+  return {-1, 0}
 end
 local added = 0
 for i = 0, n - 1 do
-  local id, job, label = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
+  local id, job, label = ARGV[9 + 3 * i], ARGV[10 + 3 * i], ARGV[11 + 3 * i]
   if redis.call('ZADD', KEYS[1], 'NX', now, id) == 1 then
     if job ~= '' then
       redis.call('XADD', KEYS[3], '*', 'item', job, 'label', label, 'attempt', '1', 'at', now)
@@ -78,15 +87,41 @@ for i = 0, n - 1 do
     added = added + 1
   end
 end
+local dead = 0
+for i = first_rejected, #ARGV - 4, 5 do
+  if redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'item', ARGV[i + 1], 'label', ARGV[i + 2],
+      'attempt', '0', 'at', now, 'reason', 'malformed', 'error', ARGV[i + 3], 'from', ARGV[i + 4])
+    dead = dead + 1
+  end
+end
 redis.call('ZADD', KEYS[1], '+inf', ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], now, 'PX', ARGV[5])
-return added
+return {added, dead}
 ",
     )
 });
+
+/// The items of one poll its transform rejected, with where they came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejections<'a> {
+    /// The poll's sequence number, for the dead letters' labels.
+    pub seq: u64,
+    /// The items, as the transform rejected them.
+    pub items: &'a [RejectedItem],
+}
+
+/// What one outbox write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// New items added to the deliveries stream (or, seeding, to the seen set).
+    pub added: u32,
+    /// Rejected items dead-lettered now (not by an earlier poll).
+    pub dead_lettered: u32,
+}
 
 /// Where durable pipelines keep their dedup state, their outbox and the
 /// items they rejected.
@@ -106,6 +141,11 @@ impl Outbox {
     /// The same outbox with other bounds (each pipeline has its own).
     pub fn with_bounds(&self, bounds: DedupBounds) -> Self {
         Outbox { bounds, ..self.clone() }
+    }
+
+    /// The deliveries stream's key (the `stream` label of its metrics).
+    pub fn deliveries_stream(&self) -> &str {
+        &self.deliveries.stream
     }
 
     /// The key of a pipeline's seen set.
@@ -151,31 +191,39 @@ impl Outbox {
         })
     }
 
-    /// Marks `ids` seen without delivering them (a first poll's seeding).
-    pub async fn seed(&self, cx: &TaskContext, pipeline: &str, ids: &[String]) -> Result<(), StoreError> {
+    /// Marks `ids` seen without delivering them (a first poll's seeding),
+    /// and dead-letters `rejected`.
+    pub async fn seed(
+        &self,
+        cx: &TaskContext,
+        pipeline: &str,
+        ids: &[String],
+        rejected: Rejections<'_>,
+    ) -> Result<Written, StoreError> {
         let items: Vec<(&str, String, String)> =
             ids.iter().map(|id| (id.as_str(), String::new(), String::new())).collect();
-        self.run(cx, pipeline, &items).await.map(drop)
-    }
-
-    /// Refreshes `pipeline`'s state (its expiry, its marker) after a poll
-    /// that found nothing new, creating it if it is gone.
-    pub async fn refresh(&self, cx: &TaskContext, pipeline: &str) -> Result<(), StoreError> {
-        self.run(cx, pipeline, &[]).await.map(drop)
+        Ok(self.run(cx, pipeline, &items, rejected).await?.unwrap_or_default())
     }
 
     /// Adds `jobs` to the deliveries stream and their ids to the seen set,
-    /// atomically; ids already seen are skipped. `None` when the stream
-    /// lacks room for all of them (nothing is added: the next poll tries
-    /// again).
-    pub async fn enqueue(&self, cx: &TaskContext, jobs: &[DeliveryJob]) -> Result<Option<u32>, StoreError> {
-        let Some(first) = jobs.first() else { return Ok(Some(0)) };
+    /// and `rejected` to the dead letters, atomically; ids and rejections
+    /// already seen are skipped. With no jobs it refreshes the state (its
+    /// expiry, its marker), creating it if it is gone, so a quiet API does
+    /// not let it lapse. `None` when the stream lacks room for all the jobs
+    /// (nothing is written: the next poll tries again).
+    pub async fn enqueue(
+        &self,
+        cx: &TaskContext,
+        pipeline: &str,
+        jobs: &[DeliveryJob],
+        rejected: Rejections<'_>,
+    ) -> Result<Option<Written>, StoreError> {
         let mut items = Vec::with_capacity(jobs.len());
         for job in jobs {
             let label = format!("{}/{}", job.pipeline, job.id);
             items.push((job.id.as_str(), serde_json::to_string(job)?, label));
         }
-        self.run(cx, &first.pipeline, &items).await
+        self.run(cx, pipeline, &items, rejected).await
     }
 
     async fn run(
@@ -183,7 +231,8 @@ impl Outbox {
         cx: &TaskContext,
         pipeline: &str,
         items: &[(&str, String, String)],
-    ) -> Result<Option<u32>, StoreError> {
+        rejected: Rejections<'_>,
+    ) -> Result<Option<Written>, StoreError> {
         let d = &self.deliveries;
         let mut invocation = ENQUEUE.prepare_invoke();
         invocation
@@ -191,62 +240,44 @@ impl Outbox {
             .key(self.marker_key(pipeline))
             .key(&d.stream)
             .key(d.delayed_key())
+            .key(d.dead_key())
             .arg(now_ms())
             .arg(self.bounds.max_ids)
             .arg(self.bounds.max_age.as_millis() as u64)
             .arg(d.max_len)
             .arg(self.marker_ttl_ms() as u64)
-            .arg(SENTINEL);
+            .arg(SENTINEL)
+            .arg(d.dead_letter_max_len)
+            .arg(items.len());
         for (id, job, label) in items {
             invocation.arg(*id).arg(job).arg(label);
         }
+        for item in rejected.items {
+            invocation
+                .arg(rejection_member(item))
+                .arg(&item.raw)
+                .arg(format!("{pipeline}/{}#{}", rejected.seq, item.index))
+                .arg(&item.reason)
+                .arg(format!("poll {pipeline}/{}", rejected.seq));
+        }
         // Not retried: a second run would be harmless for the seen set but
         // the caller must learn whether the first one happened.
-        let added: i64 = cx.redis()?.invoke_script(&invocation, false).await?;
-        Ok(u32::try_from(added).ok())
+        let (added, dead): (i64, i64) = cx.redis()?.invoke_script(&invocation, false).await?;
+        Ok(u32::try_from(added).ok().map(|added| Written { added, dead_lettered: dead as u32 }))
     }
+}
 
-    /// Keeps a poll's rejected items as dead letters of the deliveries
-    /// stream (reason `malformed`), for an operator to inspect.
-    pub async fn reject(
-        &self,
-        cx: &TaskContext,
-        pipeline: &str,
-        seq: u64,
-        rejected: &[RejectedItem],
-    ) -> Result<(), StoreError> {
-        if rejected.is_empty() {
-            return Ok(());
-        }
-        let d = &self.deliveries;
-        let mut pipe = redis::pipe();
-        for item in rejected {
-            pipe.cmd("XADD")
-                .arg(d.dead_key())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(d.dead_letter_max_len)
-                .arg("*")
-                .arg("item")
-                .arg(&item.raw)
-                .arg("label")
-                .arg(format!("{pipeline}/{seq}#{}", item.index))
-                .arg("attempt")
-                .arg(0)
-                .arg("at")
-                .arg(now_ms())
-                .arg("reason")
-                .arg("malformed")
-                .arg("error")
-                .arg(&item.reason)
-                .arg("from")
-                .arg(format!("poll {pipeline}/{seq}"))
-                .ignore();
-        }
-        // Not retried: a repeat would add the dead letters twice.
-        cx.redis()?.query_pipeline::<()>(&pipe, false).await?;
-        Ok(())
-    }
+/// The seen-set member that remembers a rejected item: a digest of the item
+/// and why it was rejected, behind a prefix no item id starts with (so the
+/// same id sent again well-formed is still new).
+fn rejection_member(item: &RejectedItem) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(item.reason.as_bytes());
+    hasher.update([0]);
+    hasher.update(item.raw.as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("\u{2}malformed:{hex}")
 }
 
 fn now_ms() -> u64 {

@@ -7,14 +7,15 @@ use std::time::Instant;
 use switchyard::TaskContext;
 
 use super::delivery::{verdict, Backoff, DeliveryJob, Verdict, IDEMPOTENCY_KEY};
-use super::outbox::{Outbox, SeenState};
+use super::outbox::{Outbox, Rejections, SeenState, Written};
 use crate::job::{PollError, PollJob, PollOutcome, Stage};
 use crate::pipeline::{Pipeline, Seeding};
 
 impl Pipeline {
     /// One poll of the durable service: fetch, transform on the CPU pool,
-    /// keep rejected items as dead letters, skip what was seen, and put the
-    /// new items into the outbox and the seen set in one step. Recorded
+    /// skip what was seen, and put the new items into the outbox and the
+    /// seen set, and the rejected items not dead-lettered before into the
+    /// dead letters, in one step. Recorded
     /// whether it succeeded or not. Cancelled at any await, it leaves no
     /// partial effect: the outbox write is its only one.
     pub async fn poll_into_outbox(
@@ -37,7 +38,7 @@ impl Pipeline {
         let prepared = self.fetch_and_prepare(cx, job, &mut done).await?;
         let name = &self.parts.name;
         let store = |e| PollError::store(e).with_partial(done);
-        outbox.reject(cx, name, job.seq, &prepared.rejected).await.map_err(store)?;
+        let rejected = Rejections { seq: job.seq, items: &prepared.rejected };
         let items = prepared.items;
         let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
         let state = outbox.check(cx, name, &ids).await.map_err(store)?;
@@ -49,8 +50,9 @@ impl Pipeline {
         let marker_lost = state == SeenState::Fresh && had_state;
         let seen = match state {
             SeenState::Fresh if !had_state && self.parts.seeding != Seeding::Never => {
-                outbox.seed(cx, name, &ids).await.map_err(store)?;
+                let written = outbox.seed(cx, name, &ids, rejected).await.map_err(store)?;
                 self.durable_state_seen.store(true, Ordering::Relaxed);
+                self.report_dead_lettered(outbox, written);
                 return Ok(done);
             }
             SeenState::Fresh if !had_state => vec![false; items.len()],
@@ -87,17 +89,13 @@ impl Pipeline {
         if self.parts.newest_first {
             jobs.reverse();
         }
-        let written = if jobs.is_empty() {
-            // Nothing new: the state's expiry and marker are still refreshed,
-            // so a quiet API does not let the state lapse while polled.
-            outbox.refresh(cx, name).await.map(|()| Some(0))
-        } else {
-            outbox.enqueue(cx, &jobs).await
-        };
-        match written.map_err(store)? {
-            Some(added) => {
+        // With nothing new, the write still refreshes the state's expiry and
+        // marker, so a quiet API does not let the state lapse while polled.
+        match outbox.enqueue(cx, name, &jobs, rejected).await.map_err(store)? {
+            Some(written) => {
                 self.durable_state_seen.store(true, Ordering::Relaxed);
-                done.new_items = added;
+                self.report_dead_lettered(outbox, written);
+                done.new_items = written.added;
                 Ok(done)
             }
             None => Err(PollError::at(
@@ -105,6 +103,20 @@ impl Pipeline {
                 "the deliveries stream is full: its new items stay unseen for the next poll",
                 done,
             )),
+        }
+    }
+
+    /// Counts the rejected items a write dead-lettered (not those an
+    /// earlier poll already had) and says so in the log.
+    fn report_dead_lettered(&self, outbox: &Outbox, written: Written) {
+        if written.dead_lettered > 0 {
+            let stream = outbox.deliveries_stream();
+            self.metrics.dead_lettered_malformed(stream, written.dead_lettered);
+            tracing::warn!(
+                pipeline = %self.parts.name,
+                dead_letters = written.dead_lettered,
+                "malformed items kept as dead letters (`switchyard dead list` shows them with their reason)"
+            );
         }
     }
 
