@@ -112,6 +112,19 @@ fn a_poison_item_is_dead_lettered_while_the_others_arrive_and_replay_delivers_it
             let refused = letters.iter().find(|d| d.reason == "failed").expect("the refused item");
             assert!(refused.error.contains("422") && refused.label.ends_with(&poison), "{refused:?}");
             assert!(!arrivals(&world).contains_key(&poison));
+            // `/status` counts them on the deliveries stream, with its ages.
+            let shown = until(Duration::from_secs(12), || {
+                process.endpoints.status().is_some_and(|s| {
+                    s.streams.iter().any(|st| {
+                        st.stream == deliveries.stream
+                            && st.dead_letters == 2
+                            && st.oldest_pending_age_s >= 0.0
+                            && st.oldest_unread_age_s >= 0.0
+                    })
+                })
+            })
+            .await;
+            assert!(shown, "/status: {:?}", process.endpoints.status().map(|s| s.streams));
 
             // The webhook is fixed: replay delivers the item, once.
             *world.reject.lock().unwrap() = None;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine_args::EngineArgs;
 use crate::failure::Failure;
-use crate::signals::stop_on_signal;
+use crate::signals::{exit_at_deadline, stop_on_signal};
 
 /// Settings of `run` and `check-config`. Each overrides the file when given.
 #[derive(Args, Debug, Clone, Default)]
@@ -86,6 +86,8 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
         tokio::spawn(endpoints.clone().serve(listener, serving.clone()));
         tokio::spawn(upkeep(metrics, serving.clone()));
         tokio::spawn(stop_on_signal(stop.clone()));
+        let deadline = Duration::from_millis(engine.config().shutdown_deadline_ms);
+        tokio::spawn(exit_at_deadline(stop.clone(), deadline));
         if std::io::stderr().is_terminal() {
             tokio::spawn(live_status(endpoints.clone(), serving.clone()));
         }

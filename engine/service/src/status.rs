@@ -33,7 +33,7 @@ pub struct PipelineStatus {
 }
 
 /// One Redis stream of the durable service, as last sampled.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StreamStatus {
     /// The stream's key.
     pub stream: String,
@@ -45,6 +45,12 @@ pub struct StreamStatus {
     pub delayed: u64,
     /// Dead letters kept (`switchyard dead list`).
     pub dead_letters: u64,
+    /// Seconds since the oldest entry read and not yet settled was added
+    /// (0 when none is pending).
+    pub oldest_pending_age_s: f64,
+    /// Seconds since the oldest entry no process has read yet was added
+    /// (0 when none waits): growing, the fleet is not keeping up.
+    pub oldest_unread_age_s: f64,
 }
 
 /// Everything `/status` shows.
