@@ -26,6 +26,9 @@ pub const DEFAULT_ACTION_MAX_ATTEMPTS: u32 = 4;
 pub const DEFAULT_ACTION_INITIAL_BACKOFF_MS: u64 = 200;
 /// Default longest retry delay of a webhook delivery.
 pub const DEFAULT_ACTION_MAX_BACKOFF_MS: u64 = 5_000;
+/// Longest retry delay a configuration may ask for: a retry waits in Redis,
+/// and an hour bounds how long one can sit there unnoticed.
+pub const MAX_ACTION_BACKOFF_MS: u64 = 3_600_000;
 
 /// One polling trigger: fetch, transform, deduplicate, deliver, record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,8 +115,9 @@ pub struct ActionConfig {
     /// Request headers; values may reference the environment.
     #[serde(default)]
     pub headers: BTreeMap<String, Template>,
-    /// Delivery attempts per item and poll; an item still failing stays
-    /// unseen and is tried again on the next poll.
+    /// Delivery attempts per item. Durable pipelines retry from Redis and
+    /// then dead-letter the item; ephemeral ones retry within the poll and
+    /// leave an item still failing unseen, for the next poll.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with full jitter.
@@ -175,6 +179,9 @@ impl PipelineConfig {
         }
         if self.action.max_attempts == 0 || self.action.max_attempts > 20 {
             return Err(ConfigError::new(format!("{key}.action.max_attempts"), "must be 1 to 20"));
+        }
+        if self.action.max_backoff_ms > MAX_ACTION_BACKOFF_MS {
+            return Err(ConfigError::new(format!("{key}.action.max_backoff_ms"), "must be at most one hour"));
         }
         if self.action.initial_backoff_ms > self.action.max_backoff_ms {
             return Err(ConfigError::new(

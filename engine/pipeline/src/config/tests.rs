@@ -54,4 +54,8 @@ fn errors_name_the_key() {
         "[[steps]]\n    step = \"fingerprint\"\n    rounds = 3\n    [[steps]]\n    step = \"trim\"\n    field = \"email\"",
     );
     assert_eq!(parse(&fingerprint_first).validate("p").unwrap_err().key(), "p.steps");
+    let endless_backoff = parse(&format!("{PIPELINE}max_backoff_ms = 3600001\n"));
+    assert_eq!(endless_backoff.validate("p").unwrap_err().key(), "p.action.max_backoff_ms");
+    let hour = parse(&format!("{PIPELINE}max_backoff_ms = 3600000\nmax_attempts = 20\n"));
+    hour.validate("p").unwrap();
 }
