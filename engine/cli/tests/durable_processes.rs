@@ -11,7 +11,7 @@ mod durable_world;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use durable_world::{arrivals, introduced, pseudo_random, setup, until, world, Process};
+use durable_world::{arrivals, introduced, pseudo_random, setup, until, world, Process, WINDOW};
 use switchyard_tests::redis_url;
 
 #[test]
@@ -84,6 +84,12 @@ fn a_process_killed_mid_transform_leaves_no_partial_effect_and_its_poll_is_redon
     std::thread::sleep(Duration::from_millis(200));
     first.kill();
     assert!(world.received.lock().unwrap().is_empty(), "a delivery before the transform finished");
+    // Nothing of poll 2 reached Redis: no delivery in the outbox, no id
+    // marked seen beyond the seeding poll's page and the set's sentinel.
+    let (outbox, seen) = (format!("{}:deliveries", setup.prefix), format!("{}:seen:slow", setup.prefix));
+    assert_eq!(setup.redis_cli(&["XLEN", &outbox]), "0", "a partial outbox write");
+    let seeded: usize = setup.redis_cli(&["ZCARD", &seen]).parse().unwrap();
+    assert_eq!(seeded as u64, WINDOW + 1, "ids of the killed poll were marked seen");
     let _second = Process::start(&setup.config, &setup.dir.join("second.log"));
     // The same poll (seq 2) is asked again by the process that claimed it.
     let redone = until(Duration::from_secs(30), || {

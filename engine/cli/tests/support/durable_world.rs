@@ -105,6 +105,15 @@ pub(crate) struct Setup {
     pub(crate) keep_dir: bool,
 }
 
+impl Setup {
+    /// One Redis command on the setup's Redis, by `redis-cli`; its reply as text.
+    pub(crate) fn redis_cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-u", &self.redis]).args(args).output().unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = Command::new("sh")
