@@ -354,6 +354,12 @@ pub const STREAM_DELAYED: MetricDef = stream_gauge(
     Unit::Count,
     "Entries waiting out a retry delay before they return to the stream.",
 );
+/// Dead letters the stream keeps, waiting for an operator.
+pub const STREAM_DEAD_LETTERS_KEPT: MetricDef = stream_gauge(
+    "switchyard_stream_dead_letters_kept",
+    Unit::Count,
+    "Dead letters of the stream kept for an operator (switchyard dead list, replay, discard).",
+);
 /// Age of the oldest entry read and not yet settled.
 pub const STREAM_OLDEST_PENDING_AGE: MetricDef = stream_gauge(
     "switchyard_stream_oldest_pending_age_seconds",
@@ -462,6 +468,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     STREAM_LENGTH,
     STREAM_PENDING,
     STREAM_DELAYED,
+    STREAM_DEAD_LETTERS_KEPT,
     STREAM_OLDEST_PENDING_AGE,
     STREAM_OLDEST_UNREAD_AGE,
     STREAM_CLAIMS,

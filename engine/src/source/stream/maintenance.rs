@@ -78,12 +78,14 @@ async fn sample(shared: &Shared) -> Result<(), SourceError> {
     let mut pipe = redis::pipe();
     pipe.cmd("XLEN").arg(&c.stream);
     pipe.cmd("ZCARD").arg(c.delayed_key());
+    pipe.cmd("XLEN").arg(c.dead_key());
     pipe.cmd("XINFO").arg("GROUPS").arg(&c.stream);
-    let (length, delayed, groups): (u64, u64, StreamInfoGroupsReply) =
+    let (length, delayed, dead, groups): (u64, u64, u64, StreamInfoGroupsReply) =
         shared.commands.query_pipeline(&pipe, true).await?;
     let m = &shared.metrics;
     m.length.set(length as f64);
     m.delayed.set(delayed as f64);
+    m.dead_letters_kept.set(dead as f64);
     let Some(group) = groups.groups.into_iter().find(|g| g.name == c.group) else { return Ok(()) };
     m.pending.set(group.pending as f64);
     let now = now_ms();
