@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use switchyard::io_reactor::redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
-use switchyard::io_reactor::{redis, MysqlPool, RedisClient, RedisConfig};
+use switchyard::io_reactor::{MysqlPool, RedisClient, RedisConfig};
 use switchyard::source::{StreamConfig, StreamSource};
 use switchyard::{Engine, RunReport, Running, TaskContext, TaskError};
 use switchyard_pipeline::{
@@ -251,7 +250,7 @@ async fn sample_streams(
         }
         let mut sampled = Vec::with_capacity(streams.len());
         for c in &streams {
-            match sample_stream(&client, c).await {
+            match StreamStatus::read(&client, c).await {
                 Ok(status) => sampled.push(status),
                 Err(e) => tracing::debug!(stream = %c.stream, error = %e, "sampling for /status failed"),
             }
@@ -260,55 +259,6 @@ async fn sample_streams(
             *into.lock().expect("stream status lock") = sampled;
         }
     }
-}
-
-/// One stream's figures for `/status`: its length, delayed and dead
-/// entries, what the group has pending, and the ages of the oldest pending
-/// and the oldest unread entry (as the engine's stream metrics have them).
-async fn sample_stream(
-    client: &RedisClient,
-    c: &StreamConfig,
-) -> Result<StreamStatus, switchyard::io_reactor::Error> {
-    let mut pipe = redis::pipe();
-    pipe.cmd("XLEN").arg(&c.stream);
-    pipe.cmd("ZCARD").arg(c.delayed_key());
-    pipe.cmd("XLEN").arg(c.dead_key());
-    pipe.cmd("XINFO").arg("GROUPS").arg(&c.stream);
-    let (length, delayed, dead_letters, groups): (u64, u64, u64, StreamInfoGroupsReply) =
-        client.query_pipeline(&pipe, true).await?;
-    let mut status = StreamStatus {
-        stream: c.stream.clone(),
-        length,
-        pending: 0,
-        delayed,
-        dead_letters,
-        oldest_pending_age_s: 0.0,
-        oldest_unread_age_s: 0.0,
-    };
-    let Some(group) = groups.groups.into_iter().find(|g| g.name == c.group) else { return Ok(status) };
-    status.pending = group.pending as u64;
-    let mut pipe = redis::pipe();
-    pipe.cmd("XPENDING").arg(&c.stream).arg(&c.group).arg("-").arg("+").arg(1);
-    pipe.cmd("XRANGE")
-        .arg(&c.stream)
-        .arg(format!("({}", group.last_delivered_id))
-        .arg("+")
-        .arg("COUNT")
-        .arg(1);
-    let (oldest_pending, unread): (Vec<(String, String, u64, u64)>, StreamRangeReply) =
-        client.query_pipeline(&pipe, true).await?;
-    status.oldest_pending_age_s = oldest_pending.first().map_or(0.0, |(id, ..)| entry_age_s(id));
-    status.oldest_unread_age_s = unread.ids.first().map_or(0.0, |e| entry_age_s(&e.id));
-    Ok(status)
-}
-
-/// Seconds since a stream entry was added, from its id (`<ms>-<seq>`).
-fn entry_age_s(id: &str) -> f64 {
-    let added_ms = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    added_ms.map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1e3)
 }
 
 /// The polls' and the deliveries' reports as one.
@@ -326,23 +276,4 @@ fn merge(a: RunReport, b: RunReport) -> RunReport {
 /// The Redis the durable service uses, for tools that act on its streams.
 pub fn redis_config(config: &ServiceConfig) -> Option<RedisConfig> {
     config.resolved_engine().ok()?.redis
-}
-
-#[cfg(test)]
-mod tests {
-    use super::entry_age_s;
-
-    #[test]
-    fn an_entry_age_comes_from_its_id() {
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-        let age = entry_age_s(&format!("{}-3", now_ms - 5_000));
-        assert!((5.0..6.0).contains(&age), "{age}");
-        assert_eq!(
-            entry_age_s(&format!("{}-0", now_ms + 60_000)),
-            0.0,
-            "a clock behind the server's is not negative"
-        );
-        assert_eq!(entry_age_s("not-an-id"), 0.0);
-    }
 }

@@ -32,26 +32,9 @@ pub struct PipelineStatus {
     pub state_lost: u64,
 }
 
-/// One Redis stream of the durable service, as last sampled.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StreamStatus {
-    /// The stream's key.
-    pub stream: String,
-    /// Entries waiting or in flight.
-    pub length: u64,
-    /// Entries read and not yet settled.
-    pub pending: u64,
-    /// Entries waiting out a retry delay.
-    pub delayed: u64,
-    /// Dead letters kept (`switchyard dead list`).
-    pub dead_letters: u64,
-    /// Seconds since the oldest entry read and not yet settled was added
-    /// (0 when none is pending).
-    pub oldest_pending_age_s: f64,
-    /// Seconds since the oldest entry no process has read yet was added
-    /// (0 when none waits): growing, the fleet is not keeping up.
-    pub oldest_unread_age_s: f64,
-}
+/// One Redis stream of the durable service, as last sampled (the engine's
+/// own reading of a stream, shown as it is).
+pub type StreamStatus = switchyard::source::StreamSnapshot;
 
 /// Everything `/status` shows.
 #[derive(Debug, Clone, Serialize)]

@@ -5,13 +5,11 @@ use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use switchyard_io_reactor::redis;
-use switchyard_io_reactor::redis::streams::{
-    StreamInfoConsumersReply, StreamInfoGroupsReply, StreamRangeReply,
-};
+use switchyard_io_reactor::redis::streams::StreamInfoConsumersReply;
 
 use super::consumer::Shared;
-use super::entry::{id_ms, now_ms};
 use super::scripts;
+use super::snapshot::StreamSnapshot;
 use crate::source::SourceError;
 
 /// How often the stream's metrics are sampled.
@@ -71,37 +69,17 @@ async fn renew(shared: &Shared) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// The stream's length, pending and delayed entries, the age of the oldest
-/// pending entry and of the oldest entry not yet read.
+/// The stream's length, pending, delayed and dead entries, the age of the
+/// oldest pending entry and of the oldest entry not yet read, as gauges.
 async fn sample(shared: &Shared) -> Result<(), SourceError> {
-    let c = &shared.config;
-    let mut pipe = redis::pipe();
-    pipe.cmd("XLEN").arg(&c.stream);
-    pipe.cmd("ZCARD").arg(c.delayed_key());
-    pipe.cmd("XLEN").arg(c.dead_key());
-    pipe.cmd("XINFO").arg("GROUPS").arg(&c.stream);
-    let (length, delayed, dead, groups): (u64, u64, u64, StreamInfoGroupsReply) =
-        shared.commands.query_pipeline(&pipe, true).await?;
+    let now = StreamSnapshot::read(&shared.commands, &shared.config).await?;
     let m = &shared.metrics;
-    m.length.set(length as f64);
-    m.delayed.set(delayed as f64);
-    m.dead_letters_kept.set(dead as f64);
-    let Some(group) = groups.groups.into_iter().find(|g| g.name == c.group) else { return Ok(()) };
-    m.pending.set(group.pending as f64);
-    let now = now_ms();
-    let age = |id: &str| id_ms(id).map_or(0.0, |ms| now.saturating_sub(ms) as f64 / 1e3);
-    let mut pipe = redis::pipe();
-    pipe.cmd("XPENDING").arg(&c.stream).arg(&c.group).arg("-").arg("+").arg(1);
-    pipe.cmd("XRANGE")
-        .arg(&c.stream)
-        .arg(format!("({}", group.last_delivered_id))
-        .arg("+")
-        .arg("COUNT")
-        .arg(1);
-    let (oldest_pending, unread): (Vec<(String, String, u64, u64)>, StreamRangeReply) =
-        shared.commands.query_pipeline(&pipe, true).await?;
-    m.oldest_pending_age.set(oldest_pending.first().map_or(0.0, |(id, ..)| age(id)));
-    m.oldest_unread_age.set(unread.ids.first().map_or(0.0, |e| age(&e.id)));
+    m.length.set(now.length as f64);
+    m.delayed.set(now.delayed as f64);
+    m.dead_letters_kept.set(now.dead_letters as f64);
+    m.pending.set(now.pending as f64);
+    m.oldest_pending_age.set(now.oldest_pending_age_s);
+    m.oldest_unread_age.set(now.oldest_unread_age_s);
     Ok(())
 }
 

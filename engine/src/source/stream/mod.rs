@@ -94,6 +94,7 @@ mod maintenance;
 mod producer;
 mod scripts;
 mod settle;
+mod snapshot;
 
 pub use config::{
     StreamConfig, DEFAULT_STREAM_BLOCK_MS, DEFAULT_STREAM_CLAIM_IDLE_MS, DEFAULT_STREAM_DEAD_LETTER_MAX_LEN,
@@ -103,3 +104,4 @@ pub use config::{
 pub use consumer::StreamSource;
 pub use dead::{DeadLetter, DeadLetters, DeadSelection};
 pub use producer::{StreamProducer, StreamSendError};
+pub use snapshot::StreamSnapshot;
