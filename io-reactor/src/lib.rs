@@ -24,6 +24,7 @@
 //! when it is built, so install the recorder before building them.
 
 mod config;
+pub mod egress;
 mod error;
 mod http;
 mod mysql;
