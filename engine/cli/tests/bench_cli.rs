@@ -12,26 +12,28 @@ const RATE: u32 = 20;
 const DURATION: u32 = 3;
 const WARMUP: u32 = 1;
 
-fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
+/// Runs `switchyard bench --json` at the tests' short, low-rate schedule
+/// with `args` (never the environment's stores); it must succeed. Returns
+/// its stdout and stderr.
+fn run_bench(args: &[&str]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["bench", "--json", "--models", "hybrid,reactor-only,threads", "--thread-workers", "32"])
-        .args([
-            "--rate",
-            &RATE.to_string(),
-            "--duration",
-            &DURATION.to_string(),
-            "--warmup",
-            &WARMUP.to_string(),
-        ])
-        .args(["--drain", "20", "--rounds", "20"])
-        .args(extra)
+        .args(["bench", "--json"])
+        .args(["--rate", &RATE.to_string(), "--duration", &DURATION.to_string()])
+        .args(["--warmup", &WARMUP.to_string(), "--drain", "20", "--rounds", "20"])
+        .args(args)
         .env_remove("SWITCHYARD_REDIS_URL")
         .env_remove("SWITCHYARD_MYSQL_URL")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "bench failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--models", "hybrid,reactor-only,threads", "--thread-workers", "32"];
+    args.extend_from_slice(extra);
+    let (stdout, stderr) = run_bench(&args);
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3, "one JSON line per model: {stdout}\n{stderr}");
     let measured = u64::from(RATE * (DURATION - WARMUP));
@@ -89,18 +91,16 @@ fn a_short_bench_with_real_redis_and_mysql_writes_a_row_per_task() {
 #[test]
 fn a_stream_source_run_completes_every_task_alternates_and_leaves_no_stream() {
     let Some(redis) = switchyard_tests::redis_url() else { return };
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["bench", "--json", "--models", "hybrid", "--sources", "memory,stream", "--repeats", "2"])
-        .args(["--rate", &RATE.to_string(), "--duration", &DURATION.to_string()])
-        .args(["--warmup", &WARMUP.to_string(), "--drain", "20", "--rounds", "20"])
-        .args(["--stream-redis-url", &redis])
-        .env_remove("SWITCHYARD_REDIS_URL")
-        .env_remove("SWITCHYARD_MYSQL_URL")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, stderr) = run_bench(&[
+        "--models",
+        "hybrid",
+        "--sources",
+        "memory,stream",
+        "--repeats",
+        "2",
+        "--stream-redis-url",
+        &redis,
+    ]);
     let labels: Vec<String> = stdout
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
