@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use switchyard_io_reactor::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use switchyard_io_reactor::redis::{self, Value};
+use switchyard_io_reactor::redis;
 use switchyard_io_reactor::{RedisClient, RedisConfig};
 
 use super::config::{default_consumer_name, StreamConfig};
@@ -173,32 +173,30 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
         }
         self.shared.metrics.claimed(reply.claimed.len());
         let counts = self.delivery_counts(&reply.claimed).await?;
-        for sid in reply.claimed {
-            let times = counts.iter().find(|(id, _)| *id == sid.id).map_or(1, |(_, n)| *n);
+        for (sid, times) in reply.claimed.into_iter().zip(counts) {
             self.accept(sid, times, out).await?;
         }
         Ok(())
     }
 
-    /// How many times each claimed entry has been delivered, claims included.
-    async fn delivery_counts(&self, claimed: &[StreamId]) -> Result<Vec<(String, u32)>, SourceError> {
+    /// How many times each claimed entry has been delivered, claims
+    /// included, in the order given: one `XPENDING` of exactly that id per
+    /// entry (a range from the first to the last would also hold this
+    /// consumer's own entries in flight, and its count would cut claimed
+    /// ones off), pipelined in one round trip.
+    async fn delivery_counts(&self, claimed: &[StreamId]) -> Result<Vec<u32>, SourceError> {
         let c = &self.shared.config;
-        let (first, last) = (&claimed[0].id, &claimed[claimed.len() - 1].id);
-        let pending: Value = self
-            .shared
-            .commands
-            .query(
-                redis::cmd("XPENDING")
-                    .arg(&c.stream)
-                    .arg(&c.group)
-                    .arg(first)
-                    .arg(last)
-                    .arg(claimed.len())
-                    .arg(&self.shared.consumer),
-            )
-            .await?;
-        let rows: Vec<(String, String, u64, u64)> = redis::from_redis_value(pending)?;
-        Ok(rows.into_iter().map(|(id, _, _, times)| (id, u32::try_from(times).unwrap_or(u32::MAX))).collect())
+        let mut pipe = redis::pipe();
+        for sid in claimed {
+            pipe.cmd("XPENDING").arg(&c.stream).arg(&c.group).arg(&sid.id).arg(&sid.id).arg(1);
+        }
+        let rows: Vec<Vec<(String, String, u64, u64)>> =
+            self.shared.commands.query_pipeline(&pipe, true).await?;
+        // An entry acknowledged meanwhile has no row: count it as delivered once.
+        Ok(rows
+            .into_iter()
+            .map(|row| row.first().map_or(1, |(_, _, _, times)| u32::try_from(*times).unwrap_or(u32::MAX)))
+            .collect())
     }
 
     async fn read_new(
