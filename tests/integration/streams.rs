@@ -289,6 +289,47 @@ fn a_long_task_keeps_its_entry_and_a_dead_consumers_entries_are_claimed() {
         .unwrap();
 }
 
+fn hang(_: &str, _: u32) -> (Duration, Result<(), TaskError>) {
+    (Duration::from_secs(60), Ok(()))
+}
+
+#[test]
+fn an_entry_whose_consumers_keep_dying_is_dead_lettered_after_max_deliveries() {
+    let Some(url) = redis_url() else { return };
+    let redis = RedisConfig::new(&url);
+    let config = config("sy:claims"); // max_deliveries 3
+    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let seen = Seen::default();
+    engine
+        .block_on(async {
+            let producer = StreamProducer::<String>::connect(&redis, config.clone()).await.unwrap();
+            producer.send("poison".to_string(), "poison").await.unwrap();
+            // Three consumers in turn take it (the first read, then two
+            // claims) and die holding it.
+            for delivered in 1..=3 {
+                let dying = consume(&engine, &redis, config.clone(), seen.clone(), hang).await;
+                let took = until(Duration::from_secs(5), || total(&seen) == delivered).await;
+                assert!(took, "delivery {delivered} never came: {seen:?}");
+                dying.shutdown(Duration::ZERO).await;
+            }
+            // The fourth claim would be its fourth delivery: a dead letter instead.
+            let last = consume(&engine, &redis, config.clone(), seen.clone(), hang).await;
+            let dead = DeadLetters::connect(&redis, config.clone()).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut letters = dead.list(10).await.unwrap();
+            while letters.is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                letters = dead.list(10).await.unwrap();
+            }
+            assert_eq!(letters.len(), 1, "{letters:?}");
+            assert_eq!(letters[0].reason, "claims_exhausted", "{letters:?}");
+            assert_eq!(total(&seen), 3, "a fourth delivery ran: {seen:?}");
+            last.shutdown(Duration::from_secs(1)).await;
+            cleanup(&redis, &config).await;
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_redis_restart_loses_nothing_redis_kept() {
     let Some(mut redis) = LocalRedis::start() else { return };

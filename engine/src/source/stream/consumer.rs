@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use switchyard_io_reactor::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use switchyard_io_reactor::redis;
+use switchyard_io_reactor::redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use switchyard_io_reactor::{RedisClient, RedisConfig};
 
 use super::config::{default_consumer_name, StreamConfig};
