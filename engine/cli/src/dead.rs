@@ -83,9 +83,43 @@ impl Which {
 }
 
 /// One dead letter and the stream it came from.
-struct Found {
-    kind: &'static str,
-    letter: DeadLetter,
+impl Which {
+    /// Whether `letter` is one of those this selection names.
+    fn names(&self, letter: &DeadLetter) -> bool {
+        let of_pipeline = self.pipeline.as_ref().is_none_or(|p| letter.label.starts_with(&format!("{p}/")));
+        of_pipeline && (self.ids.is_empty() || self.ids.contains(&letter.id))
+    }
+}
+
+/// A walk through one stream's dead letters, oldest first, a page at a
+/// time: memory holds one page, however many there are (up to 100,000 per
+/// stream).
+struct Pages<'a> {
+    store: &'a DeadLetters,
+    which: &'a Which,
+    after: Option<String>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(store: &'a DeadLetters, which: &'a Which) -> Self {
+        Pages { store, which, after: None, done: false }
+    }
+
+    /// The next page's dead letters that `which` names (possibly none), or
+    /// `None` past the last page.
+    async fn next(&mut self) -> Result<Option<Vec<DeadLetter>>, switchyard::Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.store.page(self.after.as_deref(), PAGE).await?;
+        let Some(last) = page.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.after = Some(last.id.clone());
+        Ok(Some(page.into_iter().filter(|l| self.which.names(l)).collect()))
+    }
 }
 
 pub(crate) fn dead(args: DeadArgs) -> Result<(), Failure> {
@@ -117,28 +151,36 @@ pub(crate) fn dead(args: DeadArgs) -> Result<(), Failure> {
             match args.action {
                 DeadAction::List { which, limit, json } => list(&stores, &which, limit, json).await,
                 DeadAction::Replay { which } => {
-                    let found = select(&stores, &which).await?;
-                    let (replayable, skipped): (Vec<_>, Vec<_>) = found
-                        .into_iter()
-                        .partition(|f| f.kind == "deliveries" && f.letter.reason != "malformed");
-                    if !skipped.is_empty() {
-                        eprintln!(
-                            "not replayed: {} (polls are redone on schedule; a malformed item fails again)",
-                            skipped.len()
-                        );
+                    // Only deliveries go back: polls are redone on schedule,
+                    // and a malformed item would fail again.
+                    let (mut replayed, mut skipped) = (0, 0);
+                    let mut polls = Pages::new(&stores[0].1, &which);
+                    while let Some(page) = polls.next().await? {
+                        skipped += page.len();
                     }
-                    let ids = replayable.into_iter().map(|f| f.letter.id).collect();
-                    let n = stores[1].1.replay(&DeadSelection::Ids(ids)).await?;
-                    println!("replayed {n}");
+                    let deliveries = &stores[1].1;
+                    let mut pages = Pages::new(deliveries, &which);
+                    while let Some(page) = pages.next().await? {
+                        let (replayable, malformed): (Vec<_>, Vec<_>) =
+                            page.into_iter().partition(|l| l.reason != "malformed");
+                        skipped += malformed.len();
+                        let ids = replayable.into_iter().map(|l| l.id).collect();
+                        replayed += deliveries.replay(&DeadSelection::Ids(ids)).await?;
+                    }
+                    if skipped > 0 {
+                        eprintln!("not replayed: {skipped} (polls are redone on schedule; a malformed item fails again)");
+                    }
+                    println!("replayed {replayed}");
                     Ok(())
                 }
                 DeadAction::Discard { which } => {
-                    let found = select(&stores, &which).await?;
                     let mut n = 0;
-                    for (kind, store) in &stores {
-                        let ids: Vec<String> =
-                            found.iter().filter(|f| f.kind == *kind).map(|f| f.letter.id.clone()).collect();
-                        n += store.discard(&DeadSelection::Ids(ids)).await?;
+                    for (_, store) in &stores {
+                        let mut pages = Pages::new(store, &which);
+                        while let Some(page) = pages.next().await? {
+                            let ids = page.into_iter().map(|l| l.id).collect();
+                            n += store.discard(&DeadSelection::Ids(ids)).await?;
+                        }
                     }
                     println!("discarded {n}");
                     Ok(())
@@ -149,53 +191,39 @@ pub(crate) fn dead(args: DeadArgs) -> Result<(), Failure> {
         .map_err(|e: switchyard::Error| Failure::Runtime(e.into()))
 }
 
+/// Prints the first `limit` dead letters `which` names (polls', then
+/// deliveries'), and how many more there are.
 async fn list(
     stores: &[(&'static str, DeadLetters)],
     which: &Which,
     limit: usize,
     json: bool,
 ) -> Result<(), switchyard::Error> {
-    let found = select(stores, which).await?;
     let json = json || !std::io::stdout().is_terminal();
-    for f in found.iter().take(limit) {
-        let d = &f.letter;
-        if json {
-            let line = serde_json::json!({
-                "id": d.id, "stream": f.kind, "label": d.label, "reason": d.reason,
-                "attempt": d.attempt, "error": d.error, "item": d.item,
-            });
-            println!("{line}");
-        } else {
-            println!("{}\t{}\t{}\t{}\t{}\t{}", d.id, f.kind, d.label, d.reason, d.attempt, d.error);
-        }
-    }
-    if found.len() > limit {
-        eprintln!("{} more (--limit)", found.len() - limit);
-    }
-    Ok(())
-}
-
-/// The dead letters `which` names, from both streams, oldest first per stream.
-async fn select(
-    stores: &[(&'static str, DeadLetters)],
-    which: &Which,
-) -> Result<Vec<Found>, switchyard::Error> {
-    let mut found = Vec::new();
+    let (mut shown, mut more) = (0usize, 0usize);
     for (kind, store) in stores {
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.page(after.as_deref(), PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for letter in page {
-                let of_pipeline =
-                    which.pipeline.as_ref().is_none_or(|p| letter.label.starts_with(&format!("{p}/")));
-                let named = which.ids.is_empty() || which.ids.contains(&letter.id);
-                if of_pipeline && named {
-                    found.push(Found { kind, letter });
+        let mut pages = Pages::new(store, which);
+        while let Some(page) = pages.next().await? {
+            for d in page {
+                if shown == limit {
+                    more += 1;
+                    continue;
+                }
+                shown += 1;
+                if json {
+                    let line = serde_json::json!({
+                        "id": d.id, "stream": kind, "label": d.label, "reason": d.reason,
+                        "attempt": d.attempt, "error": d.error, "item": d.item,
+                    });
+                    println!("{line}");
+                } else {
+                    println!("{}\t{}\t{}\t{}\t{}\t{}", d.id, kind, d.label, d.reason, d.attempt, d.error);
                 }
             }
         }
     }
-    Ok(found)
+    if more > 0 {
+        eprintln!("{more} more (--limit)");
+    }
+    Ok(())
 }

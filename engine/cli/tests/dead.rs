@@ -62,6 +62,9 @@ fn dead_letters_are_listed_replayed_and_discarded() {
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines.iter().any(|l| l["label"] == "orders/7#3" && l["reason"] == "malformed"), "{out}");
 
+    let (ok, out, err) = switchyard(&["dead", "list", "--limit", "1"], &config, &url);
+    assert!(ok && out.lines().count() == 1 && err.contains("2 more"), "{out} {err}");
+
     let (ok, out, _) = switchyard(&["dead", "list", "--pipeline", "orders"], &config, &url);
     assert!(ok && out.lines().count() == 2 && !out.contains("invoices"), "{out}");
 
