@@ -22,6 +22,8 @@ pub const DEFAULT_DEDUP_MAX_IDS: usize = 100_000;
 pub const DEFAULT_DEDUP_MAX_AGE_MS: u64 = 30 * 24 * 3_600_000;
 /// Default webhook delivery attempts per item and poll.
 pub const DEFAULT_ACTION_MAX_ATTEMPTS: u32 = 4;
+/// Most delivery attempts a configuration may ask for.
+pub const MAX_ACTION_ATTEMPTS: u32 = 20;
 /// Default first retry delay of a webhook delivery.
 pub const DEFAULT_ACTION_INITIAL_BACKOFF_MS: u64 = 200;
 /// Default longest retry delay of a webhook delivery.
@@ -177,8 +179,11 @@ impl PipelineConfig {
         if self.source.max_items == 0 {
             return Err(ConfigError::new(format!("{key}.source.max_items"), "must be at least 1"));
         }
-        if self.action.max_attempts == 0 || self.action.max_attempts > 20 {
-            return Err(ConfigError::new(format!("{key}.action.max_attempts"), "must be 1 to 20"));
+        if !(1..=MAX_ACTION_ATTEMPTS).contains(&self.action.max_attempts) {
+            return Err(ConfigError::new(
+                format!("{key}.action.max_attempts"),
+                format!("must be 1 to {MAX_ACTION_ATTEMPTS}"),
+            ));
         }
         if self.action.max_backoff_ms > MAX_ACTION_BACKOFF_MS {
             return Err(ConfigError::new(format!("{key}.action.max_backoff_ms"), "must be at most one hour"));

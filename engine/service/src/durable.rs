@@ -72,10 +72,13 @@ pub fn stream_configs(config: &ServiceConfig) -> (StreamConfig, StreamConfig) {
         ..StreamConfig::new(format!("{}:{name}", d.key_prefix), GROUP)
     };
     let polls = StreamConfig { max_deliveries: POLL_MAX_DELIVERIES, ..stream("polls") };
-    // The pipelines' own max_attempts give up first (at most 20); this is
-    // the backstop for deliveries whose consumers keep dying.
-    let deliveries =
-        StreamConfig { max_deliveries: 21, max_len: d.deliveries_max_len, ..stream("deliveries") };
+    // The pipelines' own max_attempts give up first; this is the backstop
+    // for deliveries whose consumers keep dying.
+    let deliveries = StreamConfig {
+        max_deliveries: switchyard_pipeline::MAX_ACTION_ATTEMPTS + 1,
+        max_len: d.deliveries_max_len,
+        ..stream("deliveries")
+    };
     (polls, deliveries)
 }
 

@@ -86,7 +86,7 @@ pub async fn run_service(
     stop: CancellationToken,
     limits: RunLimits,
 ) -> Result<RunReport, ServiceError> {
-    let run_id = format!("run-{}-{}", std::process::id(), unix_millis());
+    let run_id = format!("run-{}-{}", std::process::id(), switchyard::source::unix_ms());
     if config.durable_pipelines() {
         return crate::durable::run(engine, config, endpoints, stop, limits, &run_id).await;
     }
@@ -182,8 +182,4 @@ async fn ensure_runs_table(engine: &Engine, table: &str) -> Result<(), ServiceEr
     let created = create_runs_table(&pool, table).await.map_err(ServiceError::io);
     let _ = pool.disconnect().await;
     created
-}
-
-fn unix_millis() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::io_reactor::redis::{self, Script};
 use switchyard::io_reactor::RedisClient;
+use switchyard::source::unix_ms;
 use tokio_util::sync::CancellationToken;
 
 /// How often a process tells the schedule it still runs its pipelines.
@@ -104,7 +105,7 @@ impl Scheduler {
     /// period takes effect), and a first due time for a pipeline new to the
     /// schedule (now).
     pub(crate) async fn register(&self) -> Result<(), switchyard::io_reactor::Error> {
-        let now = now_ms();
+        let now = unix_ms();
         let mut pipe = redis::pipe();
         for (name, period) in &self.pipelines {
             let hash = format!("{}{name}", self.hash_prefix);
@@ -168,7 +169,7 @@ impl Scheduler {
         invocation
             .key(&self.schedule_key)
             .key(&self.polls_stream)
-            .arg(now_ms())
+            .arg(unix_ms())
             .arg(BATCH)
             .arg(&self.hash_prefix)
             .arg(FORGOTTEN_AFTER.as_millis() as u64)
@@ -176,8 +177,4 @@ impl Scheduler {
         // Not retried: a repeat after a lost reply would find nothing due.
         self.client.invoke_script(&invocation, false).await
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

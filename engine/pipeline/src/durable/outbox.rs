@@ -23,10 +23,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use switchyard::io_reactor::redis::{self, Script};
-use switchyard::source::StreamConfig;
+use switchyard::source::{unix_ms, StreamConfig};
 use switchyard::TaskContext;
 
 use super::delivery::DeliveryJob;
+use crate::fingerprint::fingerprint_hex;
 use crate::store::StoreError;
 use crate::transform::RejectedItem;
 
@@ -241,7 +242,7 @@ impl Outbox {
             .key(&d.stream)
             .key(d.delayed_key())
             .key(d.dead_key())
-            .arg(now_ms())
+            .arg(unix_ms())
             .arg(self.bounds.max_ids)
             .arg(self.bounds.max_age.as_millis() as u64)
             .arg(d.max_len)
@@ -275,11 +276,5 @@ fn rejection_member(item: &RejectedItem) -> String {
     hasher.update(item.reason.as_bytes());
     hasher.update([0]);
     hasher.update(item.raw.as_bytes());
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("\u{2}malformed:{hex}")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    format!("\u{2}malformed:{}", fingerprint_hex(hasher.finalize().into()))
 }

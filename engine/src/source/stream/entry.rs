@@ -55,8 +55,9 @@ impl Entry {
     }
 }
 
-/// Unix time in milliseconds.
-pub(super) fn now_ms() -> u64 {
+/// Unix time in milliseconds: the clock stream entry ids and the scores
+/// of the scripts' sorted sets are in, for anyone writing beside them.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

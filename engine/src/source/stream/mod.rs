@@ -103,5 +103,6 @@ pub use config::{
 };
 pub use consumer::StreamSource;
 pub use dead::{DeadLetter, DeadLetters, DeadSelection};
+pub use entry::now_ms as unix_ms;
 pub use producer::{StreamProducer, StreamSendError};
 pub use snapshot::StreamSnapshot;
