@@ -123,6 +123,12 @@ impl Error {
         matches!(self.kind, Kind::Redis)
     }
 
+    /// The error code a Redis server answered with (`NOGROUP`,
+    /// `BUSYGROUP`, `NOSCRIPT`, ...), when the failure is such an answer.
+    pub fn redis_code(&self) -> Option<&str> {
+        self.source.as_ref()?.downcast_ref::<redis::RedisError>()?.code()
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }

@@ -109,7 +109,9 @@ pub(crate) async fn run_task<T: Send + 'static>(
         // An abandoned item is deliberately left unsettled: a durable source delivers it again.
         (TaskOutcome::Abandoned, _, _) => Ok(()),
         (_, Some(delay), _) => settle.nack(delay).await,
-        (TaskOutcome::Failed | TaskOutcome::Panicked, _, Some(reason)) => settle.fail(reason).await,
+        (TaskOutcome::Failed | TaskOutcome::Panicked, _, Some(reason)) => {
+            settle.fail(reason, outcome == TaskOutcome::Panicked).await
+        }
         _ => settle.ack().await,
     };
     if let Err(e) = settled {

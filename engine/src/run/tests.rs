@@ -52,7 +52,7 @@ impl Settle for LoggedSettle {
         self.log.lock().unwrap().push((self.item, "nack"));
         Box::pin(async { Ok(()) })
     }
-    fn fail(self: Box<Self>, _reason: &str) -> BoxFuture<Result<(), SourceError>> {
+    fn fail(self: Box<Self>, _reason: &str, _panicked: bool) -> BoxFuture<Result<(), SourceError>> {
         self.log.lock().unwrap().push((self.item, "fail"));
         Box::pin(async { Ok(()) })
     }

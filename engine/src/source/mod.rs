@@ -49,11 +49,11 @@ pub trait Settle: Send + 'static {
     fn ack(self: Box<Self>) -> BoxFuture<Result<(), SourceError>>;
     /// The task failed and the item should be delivered again after `retry_after`.
     fn nack(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>>;
-    /// The task failed for good (or panicked), for `reason`: a durable
+    /// The task failed for good, for `reason`, or `panicked`: a durable
     /// source keeps the item as a dead letter an operator can inspect and
     /// replay. By default the item is simply acknowledged.
-    fn fail(self: Box<Self>, reason: &str) -> BoxFuture<Result<(), SourceError>> {
-        let _ = reason;
+    fn fail(self: Box<Self>, reason: &str, panicked: bool) -> BoxFuture<Result<(), SourceError>> {
+        let _ = (reason, panicked);
         self.ack()
     }
 }

@@ -89,3 +89,26 @@ async fn pipelines_and_server_errors() {
 
     let () = client.query(redis::cmd("DEL").arg(&key)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_server_error_keeps_its_code() {
+    let Some(url) = redis_url() else { return };
+    let stream = unique("sy_codes");
+    let client = RedisClient::connect(&config(url)).await.unwrap();
+    let create = redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg("g").arg("0").arg("MKSTREAM").to_owned();
+    let () = client.query(&create).await.unwrap();
+    let again = client.query::<()>(&create).await.unwrap_err();
+    assert_eq!(again.redis_code(), Some("BUSYGROUP"), "{again:?}");
+    let read = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("missing")
+        .arg("c")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .to_owned();
+    let gone = client.query::<redis::Value>(&read).await.unwrap_err();
+    assert_eq!(gone.redis_code(), Some("NOGROUP"), "{gone:?}");
+    let dropped: u64 = client.query(redis::cmd("DEL").arg(&stream)).await.unwrap();
+    assert_eq!(dropped, 1);
+}

@@ -275,7 +275,8 @@ impl<T: DeserializeOwned + Send + 'static> Source for StreamSource<T> {
                 }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
-                    if e.to_string().contains("NOGROUP") {
+                    let code = e.downcast_ref::<switchyard_io_reactor::Error>().and_then(|e| e.redis_code());
+                    if code == Some("NOGROUP") {
                         self.group_gone().await;
                     }
                     return Err(e);
@@ -320,7 +321,7 @@ async fn create_group(
         .await;
     match created {
         Ok(()) => Ok(true),
-        Err(e) if e.to_string().contains("BUSYGROUP") => Ok(false),
+        Err(e) if e.redis_code() == Some("BUSYGROUP") => Ok(false),
         Err(e) => Err(e),
     }
 }

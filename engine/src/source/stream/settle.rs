@@ -78,10 +78,10 @@ impl Settle for StreamSettle {
         })
     }
 
-    fn fail(self: Box<Self>, reason: &str) -> BoxFuture<Result<(), SourceError>> {
+    fn fail(self: Box<Self>, reason: &str, panicked: bool) -> BoxFuture<Result<(), SourceError>> {
         let why = reason.to_string();
         Box::pin(async move {
-            let kind = if why.contains("panicked") { DeadReason::Panicked } else { DeadReason::Failed };
+            let kind = if panicked { DeadReason::Panicked } else { DeadReason::Failed };
             dead_letter(&self.shared, &self.entry, kind, &why).await
         })
     }
