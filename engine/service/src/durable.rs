@@ -14,7 +14,7 @@
 //! A task's unit of redo is one stream entry: one poll, or one delivery.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ use crate::endpoints::Endpoints;
 use crate::error::ServiceError;
 use crate::runner::{drain_time, RunLimits, SERVICE_RUNS_TABLE, SERVICE_SEEN_PREFIX};
 use crate::schedule::Scheduler;
-use crate::status::{add_stats, LatencyWindow, StatusSource, StreamStatus};
+use crate::status::{add_stats, LatencyWindow, StatusSource};
 
 /// The consumer group every process joins.
 const GROUP: &str = "switchyard";
@@ -42,8 +42,6 @@ const BLOCK_MS: u64 = 1_000;
 /// keep dying on (claims) is given up; a failed poll is not retried (the
 /// next one follows on schedule).
 const POLL_MAX_DELIVERIES: u32 = 3;
-/// How often `/status` samples the streams.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// A poll entry: poll `seq` of `pipeline`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +135,7 @@ pub(crate) async fn run(
     let poll_source = StreamSource::<PollEntry>::connect(&redis, polls.clone()).await?;
     let delivery_source = StreamSource::<DeliveryJob>::connect(&redis, deliveries.clone()).await?;
     let maintenance = (poll_source.maintenance(), delivery_source.maintenance());
+    let streams = vec![poll_source.latest_snapshot(), delivery_source.latest_snapshot()];
     tracing::info!(
         consumer = poll_source.consumer(),
         polls = %polls.stream,
@@ -152,8 +151,6 @@ pub(crate) async fn run(
     tokio::spawn(maintenance.1);
     let serving = CancellationToken::new();
     tokio::spawn(scheduler.run(serving.clone()));
-    let streams = Arc::new(Mutex::new(Vec::new()));
-    tokio::spawn(sample_streams(client, vec![polls, deliveries], streams.clone(), serving.clone()));
 
     let (poll_run, delivery_run) = (Arc::new(poll_run), Arc::new(delivery_run));
     endpoints.set_status(StatusSource {
@@ -236,32 +233,6 @@ async fn start_deliveries(
         })
         .await?;
     Ok(running)
-}
-
-/// Samples each stream for `/status` until `stop`.
-async fn sample_streams(
-    client: RedisClient,
-    streams: Vec<StreamConfig>,
-    into: Arc<Mutex<Vec<StreamStatus>>>,
-    stop: CancellationToken,
-) {
-    let mut every = tokio::time::interval(STATUS_EVERY);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let mut sampled = Vec::with_capacity(streams.len());
-        for c in &streams {
-            match StreamStatus::read(&client, c).await {
-                Ok(status) => sampled.push(status),
-                Err(e) => tracing::debug!(stream = %c.stream, error = %e, "sampling for /status failed"),
-            }
-        }
-        if !sampled.is_empty() {
-            *into.lock().expect("stream status lock") = sampled;
-        }
-    }
 }
 
 /// The polls' and the deliveries' reports as one.

@@ -152,7 +152,7 @@ pub async fn run_service(
         engine: engine.clone(),
         runs: vec![running.clone()],
         pipelines: pipelines.iter().map(|p| (p.name().to_string(), p.counters().clone())).collect(),
-        streams: Arc::default(),
+        streams: Vec::new(),
         started: Instant::now(),
     });
 

@@ -176,7 +176,8 @@ pub struct StatusSource {
     pub(crate) runs: Vec<Arc<Running>>,
     pub(crate) pipelines: Vec<(String, Arc<PipelineCounters>)>,
     /// The last sample of each stream, kept by the durable service.
-    pub(crate) streams: Arc<Mutex<Vec<StreamStatus>>>,
+    /// The durable streams, as their consumers last sampled them.
+    pub(crate) streams: Vec<switchyard::source::LatestSnapshot>,
     pub(crate) started: Instant,
 }
 
@@ -244,7 +245,7 @@ impl StatusSource {
                     state_lost: c.state_lost.load(Ordering::Relaxed),
                 })
                 .collect(),
-            streams: self.streams.lock().expect("stream status lock").clone(),
+            streams: self.streams.iter().filter_map(|s| s.get()).collect(),
             recent_failures: self
                 .runs
                 .iter()

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 pub use memory::{MemoryProducer, MemorySource, SendError, DEFAULT_MAX_ATTEMPTS};
 pub use schedule::{ScheduleEntry, ScheduleSource};
 pub use stream::{
-    unix_ms, DeadLetter, DeadLetters, DeadSelection, StreamConfig, StreamProducer, StreamSendError,
-    StreamSnapshot, StreamSource, DEFAULT_STREAM_BLOCK_MS, DEFAULT_STREAM_CLAIM_IDLE_MS,
+    unix_ms, DeadLetter, DeadLetters, DeadSelection, LatestSnapshot, StreamConfig, StreamProducer,
+    StreamSendError, StreamSnapshot, StreamSource, DEFAULT_STREAM_BLOCK_MS, DEFAULT_STREAM_CLAIM_IDLE_MS,
     DEFAULT_STREAM_DEAD_LETTER_MAX_LEN, DEFAULT_STREAM_MAX_DELIVERIES, DEFAULT_STREAM_MAX_LEN,
     DEFAULT_STREAM_SEND_TIMEOUT_MS, MAX_STREAM_MAX_LEN,
 };

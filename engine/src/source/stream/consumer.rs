@@ -14,6 +14,7 @@ use super::config::{default_consumer_name, StreamConfig};
 use super::entry::{now_ms, Entry};
 use super::scripts;
 use super::settle::{dead_letter, StreamSettle};
+use super::snapshot::LatestSnapshot;
 use crate::error::Error;
 use crate::source::{Delivery, Source, SourceError};
 use crate::telemetry::{DeadReason, StreamMetrics};
@@ -39,6 +40,8 @@ pub(super) struct Shared {
     /// Entries handed to tasks and not yet settled: their lease is renewed.
     pub(super) held: Mutex<HashSet<String>>,
     pub(super) metrics: StreamMetrics,
+    /// What the maintenance sampled last.
+    pub(super) latest: LatestSnapshot,
 }
 
 impl Shared {
@@ -91,7 +94,14 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
         create_group(&commands, &config).await.map_err(Error::io)?;
         let consumer = config.consumer.clone().unwrap_or_else(default_consumer_name);
         let metrics = StreamMetrics::new(&config.stream);
-        let shared = Arc::new(Shared { config, consumer, commands, held: Mutex::default(), metrics });
+        let shared = Arc::new(Shared {
+            config,
+            consumer,
+            commands,
+            held: Mutex::default(),
+            metrics,
+            latest: LatestSnapshot::default(),
+        });
         Ok(StreamSource {
             shared,
             reader,
@@ -101,6 +111,13 @@ impl<T: DeserializeOwned + Send + 'static> StreamSource<T> {
             failures: 0,
             _item: PhantomData,
         })
+    }
+
+    /// The stream as this consumer's maintenance last sampled it (see
+    /// [`StreamSource::maintenance`]); it stays readable after the source
+    /// has moved into a run.
+    pub fn latest_snapshot(&self) -> LatestSnapshot {
+        self.shared.latest.clone()
     }
 
     /// This consumer's name in the group.

@@ -80,6 +80,7 @@ async fn sample(shared: &Shared) -> Result<(), SourceError> {
     m.pending.set(now.pending as f64);
     m.oldest_pending_age.set(now.oldest_pending_age_s);
     m.oldest_unread_age.set(now.oldest_unread_age_s);
+    shared.latest.set(now);
     Ok(())
 }
 

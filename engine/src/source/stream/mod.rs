@@ -105,4 +105,4 @@ pub use consumer::StreamSource;
 pub use dead::{DeadLetter, DeadLetters, DeadSelection};
 pub use entry::now_ms as unix_ms;
 pub use producer::{StreamProducer, StreamSendError};
-pub use snapshot::StreamSnapshot;
+pub use snapshot::{LatestSnapshot, StreamSnapshot};

@@ -1,6 +1,8 @@
 //! How a stream stands at one moment: what the metrics sample every few
 //! seconds and what a service shows on its status page, read one way.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use serde::Serialize;
 use switchyard_io_reactor::redis;
 use switchyard_io_reactor::redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
@@ -69,6 +71,22 @@ impl StreamSnapshot {
         snapshot.oldest_pending_age_s = oldest_pending.first().map_or(0.0, |(id, ..)| age_s(id));
         snapshot.oldest_unread_age_s = unread.ids.first().map_or(0.0, |e| age_s(&e.id));
         Ok(snapshot)
+    }
+}
+
+/// The last snapshot a consumer's maintenance took (every few seconds), for
+/// a status page to show without reading the stream again. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LatestSnapshot(Arc<Mutex<Option<StreamSnapshot>>>);
+
+impl LatestSnapshot {
+    /// The most recent snapshot, or `None` before the first one.
+    pub fn get(&self) -> Option<StreamSnapshot> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(super) fn set(&self, snapshot: StreamSnapshot) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
     }
 }
 
