@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use switchyard::io_reactor::EgressConfig;
 use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_pz1::Pz1Upstream;
 
@@ -48,6 +49,9 @@ fn main() -> anyhow::Result<()> {
         .runtime_handle(runtime.handle().clone())
         .model(ExecutionModel::Hybrid)
         .max_in_flight(500)
+        // The example's API runs on this machine; the egress policy refuses
+        // loopback unless told otherwise.
+        .egress(EgressConfig::allowing_loopback())
         .build()?;
 
     // A loopback API that answers after 100 ms, like a slow one.

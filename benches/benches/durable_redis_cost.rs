@@ -104,7 +104,7 @@ fn world() -> World {
 fn config(world: &World, redis: &str, prefix: &str, point: &Point) -> ServiceConfig {
     let mut text = format!(
         "[engine]\nmax_in_flight = 512\n[engine.cpu]\nthreads = 1\n[engine.redis]\nurl = \"{redis}\"\n\
-         [durable]\nkey_prefix = \"{prefix}\"\n"
+         [engine.http.egress]\nallow = [\"127.0.0.1/32\"]\n[durable]\nkey_prefix = \"{prefix}\"\n"
     );
     for i in 0..point.pipelines {
         text.push_str(&format!(

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::io_reactor::HttpConfig;
+use switchyard::io_reactor::{EgressConfig, HttpConfig};
 use switchyard::telemetry::ProcessSample;
 use switchyard::{Engine, MemorySource, Running, TaskContext, TaskError};
 use switchyard_benches::{machine, open_fds, open_files_limit};
@@ -221,6 +221,8 @@ fn socket_variant(client: Client) {
         pool_max_idle_per_host: HTTP_TASKS,
         connect_timeout_ms: 30_000,
         request_timeout_ms: 2 * HOLD.as_millis() as u64,
+        // The upstreams run on this machine.
+        egress: EgressConfig::allowing_loopback(),
         ..HttpConfig::default()
     };
     let engine = Engine::builder().max_in_flight(HTTP_TASKS).http(http).build().expect("engine starts");

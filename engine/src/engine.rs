@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use switchyard_cpu_pool::CpuPool;
 use switchyard_io_reactor::{
-    HttpConfig, MysqlConfig, Reactor, ReactorConfig, RedisConfig, StallWatchdog, WatchdogConfig,
+    EgressConfig, HttpConfig, MysqlConfig, Reactor, ReactorConfig, RedisConfig, StallWatchdog, WatchdogConfig,
 };
 use tokio::runtime::Handle;
 
@@ -70,6 +70,13 @@ impl EngineBuilder {
     /// Outbound HTTP settings.
     pub fn http(mut self, http: HttpConfig) -> Self {
         self.config.http = http;
+        self
+    }
+    /// Where tasks' HTTP requests may go: the egress policy, on by default
+    /// (`EgressConfig::allowing_loopback()` for an upstream on this
+    /// machine; `enabled: false` only when no URL comes from users).
+    pub fn egress(mut self, egress: EgressConfig) -> Self {
+        self.config.http.egress = egress;
         self
     }
     /// Gives tasks a MySQL pool.

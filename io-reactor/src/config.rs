@@ -5,8 +5,12 @@
 //! called by the constructor of its component, so a bad value fails at start
 //! and names the field.
 
+use std::net::SocketAddr;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
+use crate::egress::{Cidr, EgressPolicy};
 use crate::error::{Error, Result};
 
 /// Default reactor worker threads.
@@ -82,6 +86,57 @@ pub struct HttpConfig {
     pub pool_idle_timeout_ms: u64,
     /// Idle connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Where requests may go.
+    pub egress: EgressConfig,
+}
+
+/// Where outbound requests may go: see [`crate::egress`]. On by default,
+/// because the URLs a pipeline polls and delivers to are user input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Refuse loopback, private, link-local and the other internal ranges.
+    /// Off only for an embedder whose URLs never come from users.
+    pub enabled: bool,
+    /// Ranges allowed whatever their class (`"10.20.0.0/16"`, or
+    /// `"127.0.0.1/32"` for an upstream on this machine). A range that
+    /// covers every address (`0.0.0.0/0`, `::/0`) is refused.
+    pub allow: Vec<String>,
+    /// This engine's own listen addresses, refused even where `allow`
+    /// covers them. Not read from the file: the service adds the address it
+    /// listens on, an embedder its own.
+    #[serde(skip)]
+    pub own_listeners: Vec<SocketAddr>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig { enabled: true, allow: Vec::new(), own_listeners: Vec::new() }
+    }
+}
+
+impl EgressConfig {
+    /// The policy on, with this machine's loopback range allowed: for an
+    /// upstream that runs beside the engine (the built-in demo, tests).
+    pub fn allowing_loopback() -> Self {
+        EgressConfig { allow: vec!["127.0.0.0/8".into(), "::1/128".into()], ..EgressConfig::default() }
+    }
+
+    /// The policy this configuration describes, or `None` when it is off.
+    pub fn policy(&self) -> Result<Option<EgressPolicy>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let mut policy = EgressPolicy::new();
+        for text in &self.allow {
+            let cidr = Cidr::from_str(text).map_err(|e| Error::config("http.egress.allow").with(e))?;
+            policy = policy.allow(cidr).map_err(|e| Error::config("http.egress.allow").with(e))?;
+        }
+        for own in &self.own_listeners {
+            policy = policy.own_listener(*own);
+        }
+        Ok(Some(policy))
+    }
 }
 
 impl Default for HttpConfig {
@@ -93,6 +148,7 @@ impl Default for HttpConfig {
             max_in_flight_per_host: DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST,
             pool_idle_timeout_ms: DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS,
             pool_max_idle_per_host: DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST,
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -115,6 +171,7 @@ impl HttpConfig {
         if self.pool_idle_timeout_ms == 0 {
             return Err(Error::config("http.pool_idle_timeout_ms"));
         }
+        self.egress.policy()?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub enum EgressError {
     #[error("not a valid URL: {0}")]
     InvalidUrl(String),
     /// Only `http` and `https` leave the process.
-    #[error("scheme {0:?} is not allowed (only http and https)")]
+    #[error("scheme {0:?} is not allowed: only http and https (rule scheme)")]
     Scheme(String),
     /// The URL names no host.
     #[error("the URL has no host")]
@@ -43,7 +43,7 @@ pub enum EgressError {
         reason: String,
     },
     /// An address the host stands for is refused by a rule.
-    #[error("{address} is refused: {refusal} (egress rule {})", refusal.rule())]
+    #[error("{address} is {refusal} (rule {})", refusal.rule())]
     Refused {
         /// The refused address.
         address: IpAddr,
@@ -213,4 +213,4 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

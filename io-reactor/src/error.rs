@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     Http,
     /// A request could not be built (bad URL, bad header).
     InvalidRequest,
+    /// The egress policy refused the request before any socket opened;
+    /// holds the rule's name (`loopback`, `private`, `scheme`, ...).
+    Egress(&'static str),
     /// The upstream answered with a non-2xx status, turned into an error on
     /// request (`HttpResponse::error_for_status`).
     Status(u16),
@@ -79,6 +82,21 @@ impl Error {
     /// Waiting for a pooled connection timed out: the pool is exhausted.
     pub fn is_overloaded(&self) -> bool {
         matches!(self.kind, Kind::Timeout(TimeoutPhase::PoolAcquire))
+    }
+
+    /// The egress policy refused the request before it connected:
+    /// [`Error::egress_rule`] names the rule.
+    pub fn is_egress_refused(&self) -> bool {
+        matches!(self.kind, Kind::Egress(_))
+    }
+
+    /// The egress rule that refused the request (`loopback`, `private`,
+    /// `link_local`, `embeds_ipv4`, `scheme`, ...), for a refused request.
+    pub fn egress_rule(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Egress(rule) => Some(rule),
+            _ => None,
+        }
     }
 
     /// A response body was larger than allowed.
@@ -143,6 +161,8 @@ impl Error {
             Kind::Connect => "connection failed".into(),
             Kind::Http => "http error".into(),
             Kind::InvalidRequest => "invalid request".into(),
+            // The source names the address and the rule.
+            Kind::Egress(_) => "refused by the egress policy".into(),
             Kind::Status(code) => format!("upstream answered {code}"),
             Kind::Mysql => "mysql error".into(),
             Kind::Redis => "redis error".into(),

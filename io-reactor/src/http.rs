@@ -38,6 +38,18 @@
 //! `pool_idle_timeout_ms`, and all of them when the last clone of the client
 //! is dropped.
 //!
+//! # Egress policy
+//!
+//! Unless [`crate::EgressConfig::enabled`] is off, every request passes the
+//! [`crate::egress`] policy before any socket opens: only `http` and
+//! `https`, and no address in an internal range (loopback, private,
+//! link-local, ...) unless the allow-list covers it. The scheme and IP
+//! literals are checked on every request; a name is resolved once when a
+//! connection opens, every address it stands for is checked, and the
+//! connection goes to a checked address (see `connector`). A refusal is an
+//! [`Error::is_egress_refused`] error naming the rule, counted in
+//! `switchyard_http_egress_refused_total{rule}`.
+//!
 //! # Metrics
 //!
 //! `switchyard_http_requests_total{outcome}` and
@@ -53,7 +65,7 @@
 //!
 //! # async fn run() -> switchyard_io_reactor::Result<()> {
 //! let client = HttpClient::new(&HttpConfig::default())?;
-//! let response = client.get("http://127.0.0.1:8080/items/1").await?.error_for_status()?;
+//! let response = client.get("https://api.example.com/items/1").await?.error_for_status()?;
 //! println!("{} bytes", response.body.len());
 //! # Ok(())
 //! # }
@@ -75,7 +87,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 
+use self::connector::{system_resolver, EgressConnector, Resolve};
 use crate::config::HttpConfig;
+use crate::egress::{EgressError, EgressPolicy};
 use crate::error::{Error, Kind, Result, TimeoutPhase};
 use crate::telemetry::{HttpMetrics, HttpOutcome};
 
@@ -89,7 +103,9 @@ pub struct HttpClient {
 }
 
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<EgressConnector>, Full<Bytes>>,
+    /// The egress policy, also held by the connector; `None` when it is off.
+    egress: Option<Arc<EgressPolicy>>,
     /// One semaphore per `scheme://host:port`. Entries are never removed:
     /// the upstreams of one deployment are a small, fixed set.
     host_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -125,7 +141,13 @@ impl HttpResponse {
 impl HttpClient {
     /// Builds the client; validates `config`.
     pub fn new(config: &HttpConfig) -> Result<HttpClient> {
+        HttpClient::with_resolver(config, system_resolver())
+    }
+
+    /// The client, resolving names with `resolve` (a test's resolver).
+    pub(crate) fn with_resolver(config: &HttpConfig, resolve: Resolve) -> Result<HttpClient> {
         config.validate()?;
+        let egress = config.egress.policy()?.map(Arc::new);
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         // The TLS wrapper, not the TCP connector, decides which schemes pass.
@@ -136,7 +158,7 @@ impl HttpClient {
             .map_err(|e| Error::new(Kind::Runtime).with(e))?
             .https_or_http()
             .enable_http1()
-            .wrap_connector(tcp);
+            .wrap_connector(EgressConnector::new(tcp, egress.clone(), resolve));
         let client = Client::builder(TokioExecutor::new())
             // Without a pool timer, hyper-util never expires idle connections.
             .pool_timer(TokioTimer::new())
@@ -147,6 +169,7 @@ impl HttpClient {
         Ok(HttpClient {
             inner: Arc::new(Inner {
                 client,
+                egress,
                 host_limits: Mutex::new(HashMap::new()),
                 max_in_flight_per_host: config.max_in_flight_per_host,
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -174,10 +197,20 @@ impl HttpClient {
     /// Sends any request, under the per-host cap and the request deadline,
     /// and reads the whole response body.
     pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse> {
+        let metrics = &self.inner.metrics;
+        if let Some(policy) = &self.inner.egress {
+            // Per request, even on a pooled connection: the scheme, and the
+            // address when the URL gives one. Names are checked when a
+            // connection to them opens.
+            if let Err(refusal) = policy.check_url(&request.uri().to_string()) {
+                let error = egress_error(refusal);
+                metrics.egress_refused(error.egress_rule());
+                return Err(error);
+            }
+        }
         // A request that cannot be sent never reached the network: not counted.
         let host = host_key(request.uri())?;
         let started = Instant::now();
-        let metrics = &self.inner.metrics;
         // Left even when the caller drops this future half-way.
         let _in_flight = metrics.in_flight();
         let exchange = self.exchange(&host, request.map(Full::new));
@@ -185,7 +218,10 @@ impl HttpClient {
             Ok(result) => result,
             Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Request)),
         };
-        metrics.finished(outcome(&result), started.elapsed());
+        match &result {
+            Err(error) if error.is_egress_refused() => metrics.egress_refused(error.egress_rule()),
+            _ => metrics.finished(outcome(&result), started.elapsed()),
+        }
         result
     }
 
@@ -266,7 +302,35 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// A refusal as this crate's error: a URL that cannot be read is an invalid
+/// request and a name that did not resolve a connect failure, like any
+/// other; the rest are the policy's refusals.
+fn egress_error(refusal: EgressError) -> Error {
+    let kind = match &refusal {
+        EgressError::InvalidUrl(_) | EgressError::NoHost => Kind::InvalidRequest,
+        EgressError::Unresolved { .. } => Kind::Connect,
+        other => Kind::Egress(other.reason()),
+    };
+    Error::new(kind).with(refusal)
+}
+
+/// The connector's refusal, found down the chain of causes hyper-util and
+/// the TLS layer wrapped it in.
+fn egress_refusal(e: &(dyn StdError + 'static)) -> Option<EgressError> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(refusal) = err.downcast_ref::<EgressError>() {
+            return Some(refusal.clone());
+        }
+        next = err.source();
+    }
+    None
+}
+
 fn client_error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(refusal) = egress_refusal(&e) {
+        return egress_error(refusal);
+    }
     let kind = if !e.is_connect() {
         Kind::Http
     } else if timed_out(&e) {
@@ -332,5 +396,8 @@ fn outcome(result: &Result<HttpResponse>) -> HttpOutcome {
     }
 }
 
+mod connector;
+#[cfg(test)]
+mod egress_tests;
 #[cfg(test)]
 mod tests;

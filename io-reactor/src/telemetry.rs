@@ -106,9 +106,28 @@ impl HttpOutcome {
     }
 }
 
+/// The `rule` label values of `switchyard_http_egress_refused_total`: every
+/// [`crate::egress::EgressError::reason`] but `invalid_url`, `no_host` and
+/// `unresolved` (an invalid request and a connect failure, not refusals).
+pub(crate) const EGRESS_RULES: [&str; 12] = [
+    "scheme",
+    "loopback",
+    "private",
+    "unique_local",
+    "link_local",
+    "shared_address_space",
+    "unspecified",
+    "multicast",
+    "broadcast",
+    "reserved",
+    "embeds_ipv4",
+    "own_listener",
+];
+
 /// An HTTP client's metric handles, shared by its clones.
 pub(crate) struct HttpMetrics {
     requests: [Counter; 9],
+    egress_refused: [Counter; 12],
     duration: Histogram,
     in_flight: Gauge,
     host_limit_wait: Histogram,
@@ -118,6 +137,7 @@ impl HttpMetrics {
     pub(crate) fn new() -> Self {
         HttpMetrics {
             requests: outcome_counters(&cat::HTTP_REQUESTS, HttpOutcome::ALL.map(HttpOutcome::as_label)),
+            egress_refused: outcome_counters(&cat::HTTP_EGRESS_REFUSED, EGRESS_RULES),
             duration: histogram!(cat::HTTP_REQUEST_DURATION.name),
             in_flight: gauge!(cat::HTTP_IN_FLIGHT.name),
             host_limit_wait: histogram!(cat::HTTP_HOST_LIMIT_WAIT.name),
@@ -133,6 +153,13 @@ impl HttpMetrics {
     /// A request got a turn under the per-host cap after `waited`.
     pub(crate) fn host_limit_waited(&self, waited: Duration) {
         self.host_limit_wait.record(waited);
+    }
+
+    /// The egress policy refused a request under `rule`.
+    pub(crate) fn egress_refused(&self, rule: Option<&'static str>) {
+        if let Some(index) = rule.and_then(|rule| EGRESS_RULES.iter().position(|r| *r == rule)) {
+            self.egress_refused[index].increment(1);
+        }
     }
 
     /// A request finished with `outcome` after `elapsed`.

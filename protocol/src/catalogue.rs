@@ -207,6 +207,28 @@ pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
 /// Outbound requests in flight.
 pub const HTTP_IN_FLIGHT: MetricDef =
     gauge("switchyard_http_in_flight", Unit::Count, "Outbound HTTP requests in flight.");
+/// Outbound requests the egress policy refused, by rule.
+pub const HTTP_EGRESS_REFUSED: MetricDef = counter(
+    "switchyard_http_egress_refused_total",
+    "Outbound requests the egress policy refused before connecting, by the rule that refused them.",
+    &[LabelDef {
+        name: "rule",
+        values: LabelValues::Closed(&[
+            "scheme",
+            "loopback",
+            "private",
+            "unique_local",
+            "link_local",
+            "shared_address_space",
+            "unspecified",
+            "multicast",
+            "broadcast",
+            "reserved",
+            "embeds_ipv4",
+            "own_listener",
+        ]),
+    }],
+);
 /// Time spent waiting for the per-host in-flight cap.
 pub const HTTP_HOST_LIMIT_WAIT: MetricDef = histogram(
     "switchyard_http_host_limit_wait_seconds",
@@ -445,6 +467,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     HTTP_REQUEST_DURATION,
     HTTP_IN_FLIGHT,
     HTTP_HOST_LIMIT_WAIT,
+    HTTP_EGRESS_REFUSED,
     MYSQL_POOL_IN_USE,
     MYSQL_POOL_WAITERS,
     MYSQL_POOL_MAX,

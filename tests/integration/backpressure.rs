@@ -1,10 +1,11 @@
 //! Overload becomes backpressure: bounded CPU queue, bounded admission.
 
+use crate::support::engine_allowing_loopback;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard::{ExecutionModel, MemorySource, TaskContext, TaskError};
 
 /// A gate CPU jobs block on until the test opens it.
 #[derive(Clone, Default)]
@@ -30,7 +31,7 @@ fn a_flood_of_cpu_jobs_never_exceeds_the_queue_or_the_admission_bounds() {
     const TASKS: usize = 200;
     const MAX_IN_FLIGHT: usize = 16;
     const QUEUE: usize = 3;
-    let engine = Engine::builder()
+    let engine = engine_allowing_loopback()
         .model(ExecutionModel::Hybrid)
         .cpu_threads(1)
         .cpu_queue_capacity(QUEUE)

@@ -140,6 +140,9 @@ pub(crate) fn config(world: &World, redis: &str, prefix: &str) -> ServiceConfig 
         threads = 1
         [engine.redis]
         url = "{redis}"
+        # The API and the webhook run on this machine.
+        [engine.http.egress]
+        allow = ["127.0.0.1/32"]
         [durable]
         key_prefix = "{prefix}"
         claim_idle_ms = 1000

@@ -1,5 +1,6 @@
 //! Failure isolation: panics, retries, cancellation and shutdown deadlines.
 
+use crate::support::engine_allowing_loopback;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,13 @@ use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_tests::{burn, exclusive};
 
 fn engine(model: ExecutionModel) -> Engine {
-    Engine::builder().model(model).cpu_threads(2).thread_workers(4).max_in_flight(32).build().unwrap()
+    engine_allowing_loopback()
+        .model(model)
+        .cpu_threads(2)
+        .thread_workers(4)
+        .max_in_flight(32)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -178,7 +185,7 @@ fn shutdown_within_the_deadline_reports_nothing_unfinished() {
 #[test]
 fn an_abandoned_task_cancels_its_cpu_job_that_had_not_started() {
     let _cores = exclusive();
-    let engine = Engine::builder().cpu_threads(1).cpu_queue_capacity(4).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).cpu_queue_capacity(4).build().unwrap();
     let ran_second = Arc::new(AtomicBool::new(false));
     let flag = ran_second.clone();
     let (producer, source) = MemorySource::bounded(2);

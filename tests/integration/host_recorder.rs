@@ -2,20 +2,22 @@
 //! gets Switchyard's histograms as histograms once it applies
 //! `with_switchyard_buckets`; without it the exporter publishes summaries.
 
+use crate::support::engine_allowing_loopback;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use switchyard::protocol::catalogue::{CPU_JOB_DURATION, TASK_DURATION};
 use switchyard::telemetry::prometheus::with_switchyard_buckets;
-use switchyard::{Engine, MemorySource, TaskContext, TaskError};
+use switchyard::{MemorySource, TaskContext, TaskError};
 
 /// Builds an engine with `recorder` as the recorder in force (the engine
 /// resolves its metric handles when built), runs a few tasks with a CPU
 /// step, and renders what the recorder holds.
 fn exposition_after_a_run(recorder: PrometheusRecorder) -> String {
     let handle = recorder.handle();
-    let engine =
-        metrics::with_local_recorder(&recorder, || Engine::builder().cpu_threads(1).build().unwrap());
+    let engine = metrics::with_local_recorder(&recorder, || {
+        engine_allowing_loopback().cpu_threads(1).build().unwrap()
+    });
     let (producer, source) = MemorySource::bounded(8);
     for i in 0..8u64 {
         producer.try_send(i, i.to_string()).unwrap();

@@ -8,15 +8,15 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
-use switchyard::io_reactor::{redis, HttpClient, HttpConfig, MysqlConfig, RedisConfig};
+use switchyard::io_reactor::{redis, EgressConfig, HttpClient, HttpConfig, MysqlConfig, RedisConfig};
 use switchyard::protocol::catalogue::CATALOGUE;
 use switchyard::source::{StreamConfig, StreamProducer, StreamSource};
-use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard::{ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_pz1::Pz1Upstream;
 use switchyard_service::{install_prometheus, run_service, Endpoints, RunLimits, ServiceConfig};
 use switchyard_tests::{burn, exclusive, mysql_url, redis_url, services_required};
 
-use crate::support::{fetch_and_digest, poll_url};
+use crate::support::{engine_allowing_loopback, fetch_and_digest, poll_url};
 
 #[test]
 fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
@@ -26,7 +26,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
     let upstream = Pz1Upstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
 
     // Hybrid: HTTP, CPU pool, MySQL, Redis, a panicking job, a failing request.
-    let engine = Engine::builder()
+    let engine = engine_allowing_loopback()
         .model(ExecutionModel::Hybrid)
         .cpu_threads(1)
         .cpu_queue_capacity(2)
@@ -90,14 +90,19 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
             assert!(cpu.try_submit(|| ()).is_err());
             drop(blockers);
             // A request over the body cap.
-            let tiny = HttpClient::new(&HttpConfig { max_body_bytes: 10, ..HttpConfig::default() }).unwrap();
+            let tiny = HttpClient::new(&HttpConfig {
+                max_body_bytes: 10,
+                egress: EgressConfig::allowing_loopback(),
+                ..HttpConfig::default()
+            })
+            .unwrap();
             let url = poll_url(&upstream.base_url(), 50, 0);
             assert!(tiny.get(&url).await.unwrap_err().is_body_too_large());
         })
         .unwrap();
 
     // Reactor-only: an inline CPU step long enough to count as a stall.
-    let gevent_shaped = Engine::builder().model(ExecutionModel::ReactorOnly).build().unwrap();
+    let gevent_shaped = engine_allowing_loopback().model(ExecutionModel::ReactorOnly).build().unwrap();
     let (producer, source) = MemorySource::bounded(1);
     producer.try_send((), "stall").unwrap();
     drop(producer);
@@ -117,7 +122,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
     assert!(gevent_shaped.watchdog().stats().stalls >= 1);
 
     // A Redis stream: an entry acked, one retried, one dead-lettered.
-    let stream_engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let stream_engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     stream_engine
         .block_on(async {
             let redis = RedisConfig::new(&redis_url);
@@ -159,7 +164,7 @@ fn a_smoke_run_emits_every_catalogue_metric_and_promtool_accepts_it() {
     service.pz1.poll_period_ms = 50;
     service.pz1.base_ms = 1.0;
     service.pz1.max_ms = 5;
-    let zaps_engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let zaps_engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let report = zaps_engine
         .block_on(run_service(
             &zaps_engine,

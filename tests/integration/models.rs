@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard::{ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_pz1::Pz1Upstream;
 use switchyard_tests::exclusive;
 
-use crate::support::{fetch_and_digest, poll_url};
+use crate::support::{engine_allowing_loopback, fetch_and_digest, poll_url};
 
 #[test]
 fn one_task_function_gives_the_same_results_under_all_three_models() {
     let _cores = exclusive();
     let mut sums = Vec::new();
     for model in ExecutionModel::ALL {
-        let engine = Engine::builder().model(model).cpu_threads(2).thread_workers(4).build().unwrap();
+        let engine =
+            engine_allowing_loopback().model(model).cpu_threads(2).thread_workers(4).build().unwrap();
         let sum = Arc::new(AtomicU64::new(0));
         let (producer, source) = MemorySource::bounded(100);
         for i in 1..=100u64 {
@@ -53,7 +54,8 @@ fn one_task_function_gives_the_same_results_under_all_three_models() {
 #[test]
 fn the_threads_model_runs_exactly_one_task_per_worker() {
     const WORKERS: usize = 3;
-    let engine = Engine::builder().model(ExecutionModel::Threads).thread_workers(WORKERS).build().unwrap();
+    let engine =
+        engine_allowing_loopback().model(ExecutionModel::Threads).thread_workers(WORKERS).build().unwrap();
     let now = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (producer, source) = MemorySource::bounded(30);
@@ -87,7 +89,7 @@ fn the_threads_model_runs_exactly_one_task_per_worker() {
 #[test]
 fn a_fetch_and_digest_task_runs_against_the_loopback_upstream() {
     let upstream = Pz1Upstream::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let (producer, source) = MemorySource::bounded(11);
     for i in 0..10 {
         producer.try_send(poll_url(&upstream.base_url(), 20, 10), format!("digest-{i}")).unwrap();

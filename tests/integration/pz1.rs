@@ -1,12 +1,15 @@
 //! PZ-1's pipeline on the engine: dedup semantics, at-least-once delivery
 //! across a failed action, and bad upstream input failing only its task.
 
+use crate::support::engine_allowing_loopback;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
-use switchyard::io_reactor::{redis, HttpConfig, MysqlConfig, MysqlPool, RedisClient, RedisConfig};
+use switchyard::io_reactor::{
+    redis, EgressConfig, HttpConfig, MysqlConfig, MysqlPool, RedisClient, RedisConfig,
+};
 use switchyard::{Engine, MemorySource, RunReport, TaskContext, TaskError};
 use switchyard_pipeline::{create_runs_table, MemoryStores, Pipeline, PollJob, Stores};
 use switchyard_pz1::{poll_event_ids, pz1_pipeline, Fault, FaultTarget, Params, Pz1Upstream, PZ_RUNS_TABLE};
@@ -97,7 +100,7 @@ fn check_dedup_semantics(
 
 #[test]
 fn dedup_with_embedded_stores_seeds_fires_fresh_and_retries_failed_actions() {
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let memory = MemoryStores::new();
     let probe = memory.clone();
     check_dedup_semantics(&engine, Stores::memory(memory.clone()), "embedded", move |zap, id| {
@@ -115,7 +118,7 @@ fn dedup_with_embedded_stores_seeds_fires_fresh_and_retries_failed_actions() {
 fn dedup_with_real_redis_and_mysql_records_every_run() {
     let (Some(mysql), Some(redis_url)) = (mysql_url(), redis_url()) else { return };
     let prefix = format!("{}:", unique("pz:it:seen"));
-    let engine = Engine::builder()
+    let engine = engine_allowing_loopback()
         .cpu_threads(1)
         .mysql(MysqlConfig::new(&mysql))
         .redis(RedisConfig::new(&redis_url))
@@ -150,10 +153,15 @@ fn dedup_with_real_redis_and_mysql_records_every_run() {
 #[test]
 fn bad_upstream_input_fails_only_its_task_with_a_clear_recorded_error() {
     let up = upstream();
-    let engine = Engine::builder()
+    let engine = engine_allowing_loopback()
         .cpu_threads(1)
         .max_in_flight(1) // one at a time, so each injected fault meets a known poll
-        .http(HttpConfig { request_timeout_ms: 500, max_body_bytes: 1024 * 1024, ..HttpConfig::default() })
+        .http(HttpConfig {
+            request_timeout_ms: 500,
+            max_body_bytes: 1024 * 1024,
+            egress: EgressConfig::allowing_loopback(),
+            ..HttpConfig::default()
+        })
         .build()
         .unwrap();
     let memory = MemoryStores::new();
@@ -196,7 +204,7 @@ fn bad_upstream_input_fails_only_its_task_with_a_clear_recorded_error() {
 #[test]
 fn a_failed_first_poll_leaves_every_item_of_the_next_poll_new() {
     let up = upstream();
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let params = fast_params();
     let memory = MemoryStores::new();
     let pipeline = pz1_pipeline("pz1", up.base_url(), &params, Stores::memory(memory.clone()), "first-fails");

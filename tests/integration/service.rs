@@ -2,6 +2,7 @@
 //! every new item is delivered exactly once across polls, a webhook outage
 //! delays items without losing any, and every poll is recorded.
 
+use crate::support::engine_allowing_loopback;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,6 +86,9 @@ fn config(lb: &Loopback, name: &str) -> ServiceConfig {
     let text = format!(
         r#"
         state = "ephemeral"
+        # The API and the webhook run on this machine.
+        [engine.http.egress]
+        allow = ["127.0.0.1/32"]
         [[pipelines]]
         name = "{name}"
         [pipelines.source]
@@ -171,7 +175,7 @@ fn check_deliveries(lb: &Loopback) {
 #[test]
 fn a_pipeline_with_embedded_stores_delivers_each_new_item_once_through_an_outage() {
     let lb = loopback();
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let (ok, failed) = exercise(&engine, &config(&lb, "orders-embedded"), &lb);
     check_deliveries(&lb);
     assert!(ok >= 10 && failed >= 1, "ok {ok}, failed {failed}");
@@ -182,7 +186,7 @@ fn a_pipeline_with_redis_and_mysql_records_every_poll() {
     let (Some(mysql), Some(redis)) = (mysql_url(), redis_url()) else { return };
     let lb = loopback();
     let name = unique("orders-real").replace('_', "-");
-    let engine = Engine::builder()
+    let engine = engine_allowing_loopback()
         .cpu_threads(1)
         .mysql(MysqlConfig::new(&mysql))
         .redis(RedisConfig::new(&redis))

@@ -1,10 +1,11 @@
 //! Tasks reaching real MySQL and Redis through the engine's context.
 
+use crate::support::engine_allowing_loopback;
 use std::time::Duration;
 
 use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{redis, MysqlConfig, RedisConfig};
-use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard::{ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_tests::{mysql_url, redis_url, unique};
 
 #[test]
@@ -13,7 +14,7 @@ fn tasks_record_rows_in_mysql_and_counters_in_redis_under_every_model() {
     for model in ExecutionModel::ALL {
         let table = unique("sy_it_runs");
         let key = unique("sy:it:count");
-        let engine = Engine::builder()
+        let engine = engine_allowing_loopback()
             .model(model)
             .cpu_threads(1)
             .thread_workers(3)
@@ -78,7 +79,7 @@ fn tasks_record_rows_in_mysql_and_counters_in_redis_under_every_model() {
 
 #[test]
 fn a_task_using_an_unconfigured_store_fails_with_a_clear_error() {
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let (producer, source) = MemorySource::bounded(1);
     producer.try_send((), "needs-mysql").unwrap();
     drop(producer);
@@ -102,7 +103,7 @@ fn a_task_using_an_unconfigured_store_fails_with_a_clear_error() {
 #[test]
 fn a_database_that_is_down_fails_start_not_the_first_task() {
     // Port 1 on loopback: nothing listens there.
-    let engine = Engine::builder().redis(RedisConfig::new("redis://127.0.0.1:1/")).build().unwrap();
+    let engine = engine_allowing_loopback().redis(RedisConfig::new("redis://127.0.0.1:1/")).build().unwrap();
     let (_producer, source) = MemorySource::<u32>::bounded(1);
     let started = engine
         .block_on(async {

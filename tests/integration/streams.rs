@@ -13,7 +13,7 @@ use switchyard::source::{DeadLetters, DeadSelection, StreamConfig, StreamProduce
 use switchyard::{Engine, RunReport, Running, TaskContext, TaskError};
 use switchyard_tests::{redis_url, unique};
 
-use crate::support::LocalRedis;
+use crate::support::{engine_allowing_loopback, LocalRedis};
 
 /// A stream config with test-sized timings.
 fn config(name: &str) -> StreamConfig {
@@ -92,7 +92,7 @@ async fn stream_len(client: &RedisClient, key: &str) -> u64 {
 fn entries_flow_through_once_and_leave_the_stream() {
     let Some(url) = redis_url() else { return };
     let redis = RedisConfig::new(&url);
-    let engine = Engine::builder().cpu_threads(1).max_in_flight(8).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).max_in_flight(8).build().unwrap();
     let config = config("sy:flow");
     engine
         .block_on(async {
@@ -120,7 +120,7 @@ fn entries_flow_through_once_and_leave_the_stream() {
 fn a_full_stream_makes_producers_wait_or_fail_as_full() {
     let Some(url) = redis_url() else { return };
     let redis = RedisConfig::new(&url);
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let config = StreamConfig { max_len: 3, send_timeout_ms: 300, ..config("sy:full") };
     engine
         .block_on(async {
@@ -165,7 +165,7 @@ fn picky(item: &str, attempt: u32) -> (Duration, Result<(), TaskError>) {
 fn retries_come_back_after_their_delay_and_poison_entries_become_dead_letters() {
     let Some(url) = redis_url() else { return };
     let redis = RedisConfig::new(&url);
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let config = config("sy:dead");
     engine
         .block_on(async {
@@ -242,8 +242,8 @@ fn a_long_task_keeps_its_entry_and_a_dead_consumers_entries_are_claimed() {
     let Some(url) = redis_url() else { return };
     let redis = RedisConfig::new(&url);
     let config = config("sy:claim");
-    let first = Engine::builder().cpu_threads(1).build().unwrap();
-    let second = Engine::builder().cpu_threads(1).build().unwrap();
+    let first = engine_allowing_loopback().cpu_threads(1).build().unwrap();
+    let second = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let seen = Seen::default();
     first
         .block_on(async {
@@ -298,7 +298,7 @@ fn an_entry_whose_consumers_keep_dying_is_dead_lettered_after_max_deliveries() {
     let Some(url) = redis_url() else { return };
     let redis = RedisConfig::new(&url);
     let config = config("sy:claims"); // max_deliveries 3
-    let engine = Engine::builder().cpu_threads(1).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
     let seen = Seen::default();
     engine
         .block_on(async {
@@ -335,7 +335,7 @@ fn a_redis_restart_loses_nothing_redis_kept() {
     let Some(mut redis) = LocalRedis::start() else { return };
     let config = RedisConfig::new(redis.url());
     let stream = StreamConfig { block_ms: 100, ..self::config("sy:restart") };
-    let engine = Engine::builder().cpu_threads(1).max_in_flight(2).build().unwrap();
+    let engine = engine_allowing_loopback().cpu_threads(1).max_in_flight(2).build().unwrap();
     engine
         .block_on(async {
             let producer = StreamProducer::<String>::connect(&config, stream.clone()).await.unwrap();

@@ -2,7 +2,15 @@
 //! does PZ-1's CPU step, so tests get real waits and real CPU work without
 //! any server to set up.
 
-use switchyard::{TaskContext, TaskError};
+use switchyard::io_reactor::EgressConfig;
+use switchyard::{Engine, EngineBuilder, TaskContext, TaskError};
+
+/// `Engine::builder()` with the egress policy allowing loopback: every
+/// upstream these tests talk to runs on this machine, and the policy
+/// refuses loopback by default.
+pub(crate) fn engine_allowing_loopback() -> EngineBuilder {
+    Engine::builder().egress(EgressConfig::allowing_loopback())
+}
 
 /// GET `url` (a PZ-1 poll), then transform and fingerprint what came back
 /// on the CPU side with `rounds` SHA-256 rounds per item.

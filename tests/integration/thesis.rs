@@ -2,11 +2,12 @@
 //! its timers on time under `hybrid` and falls behind by at least a job's
 //! length under `reactor-only` (gevent's shape).
 
+use crate::support::engine_allowing_loopback;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::{Engine, ExecutionModel, MemorySource, TaskContext, TaskError};
+use switchyard::{ExecutionModel, MemorySource, TaskContext, TaskError};
 use switchyard_tests::{burn, exclusive};
 
 const JOB: Duration = Duration::from_millis(100);
@@ -15,7 +16,7 @@ const TICK: Duration = Duration::from_millis(5);
 /// Runs 16 tasks of one CPU job each while a 5 ms timer ticks on the same
 /// reactor; returns the timer's worst lateness.
 fn worst_timer_lateness(model: ExecutionModel) -> Duration {
-    let engine = Engine::builder().model(model).cpu_threads(1).max_in_flight(64).build().unwrap();
+    let engine = engine_allowing_loopback().model(model).cpu_threads(1).max_in_flight(64).build().unwrap();
     let worst_ns = Arc::new(AtomicU64::new(0));
     let (producer, source) = MemorySource::bounded(16);
     for i in 0..16u32 {
@@ -66,7 +67,7 @@ fn hybrid_keeps_the_reactor_on_time_while_reactor_only_falls_a_job_behind() {
 fn the_watchdog_counts_stalls_only_where_cpu_runs_on_the_reactor() {
     let _cores = exclusive();
     for (model, expect_stalls) in [(ExecutionModel::ReactorOnly, true), (ExecutionModel::Hybrid, false)] {
-        let engine = Engine::builder().model(model).cpu_threads(1).build().unwrap();
+        let engine = engine_allowing_loopback().model(model).cpu_threads(1).build().unwrap();
         let (producer, source) = MemorySource::bounded(4);
         for i in 0..4u32 {
             producer.try_send(i, format!("burn-{i}")).unwrap();

@@ -65,7 +65,15 @@ pub(crate) fn check_config(args: RunArgs) -> Result<(), Failure> {
 
 pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let config = args.effective_config()?;
-    let engine_config = config.resolved_engine().map_err(|e| Failure::Config(e.into()))?;
+    let mut engine_config = config.resolved_engine().map_err(|e| Failure::Config(e.into()))?;
+    // Bound before the engine is built, so the egress policy knows the
+    // address (port 0 included) it must never let a pipeline reach.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("listening on {} (the `listen` setting)", config.listen))
+        .map_err(Failure::Runtime)?;
+    let local = listener.local_addr().map_err(|e| Failure::Runtime(e.into()))?;
+    engine_config.http.egress.own_listeners.push(local);
     // The recorder goes in first: components register their metrics when built.
     let metrics = install_prometheus().map_err(Failure::of_service)?;
     let engine = Engine::builder().config(engine_config).build().map_err(|e| match e.is_config() {
@@ -75,11 +83,7 @@ pub(crate) fn run(args: RunArgs) -> Result<(), Failure> {
     let endpoints = Endpoints::new(Some(metrics.clone()));
     let limits = RunLimits { max_tasks: args.tasks };
     let outcome = engine.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {} (the `listen` setting)", config.listen))
-            .map_err(Failure::Runtime)?;
-        let local = listener.local_addr().map_err(|e| Failure::Runtime(e.into()))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Failure::Runtime(e.into()))?;
         tracing::info!(address = %local, model = %engine.model(), "serving /metrics, /healthz and /status");
         let stop = CancellationToken::new();
         let serving = CancellationToken::new();

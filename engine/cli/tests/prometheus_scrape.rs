@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchyard::io_reactor::{HttpClient, HttpConfig};
+use switchyard::io_reactor::{EgressConfig, HttpClient, HttpConfig};
 use switchyard_tests::{mysql_url, redis_url, services_required, unique};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -123,7 +123,7 @@ step = "fingerprint"
 rounds = 50
 "#;
     let mut text = format!(
-        "[engine.redis]\nurl = \"{redis}\"\n[engine.mysql]\nurl = \"{mysql}\"\n[durable]\nkey_prefix = \"{prefix}\"\n"
+        "# The upstream runs on this machine.\n[engine.http.egress]\nallow = [\"127.0.0.1/32\"]\n[engine.redis]\nurl = \"{redis}\"\n[engine.mysql]\nurl = \"{mysql}\"\n[durable]\nkey_prefix = \"{prefix}\"\n"
     );
     for zap in ["z0", "z1"] {
         text.push_str(&format!(
@@ -431,7 +431,11 @@ struct Http {
 impl Http {
     fn new() -> Http {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let config = HttpConfig { request_timeout_ms: 10_000, ..HttpConfig::default() };
+        let config = HttpConfig {
+            request_timeout_ms: 10_000,
+            egress: EgressConfig::allowing_loopback(),
+            ..HttpConfig::default()
+        };
         Http { runtime, client: HttpClient::new(&config).unwrap() }
     }
 

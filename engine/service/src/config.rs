@@ -16,6 +16,9 @@ use switchyard_pz1::Params;
 
 use crate::endpoints::DEFAULT_LISTEN_ADDR;
 
+/// What the egress policy allows when the built-in zaps run: their
+/// upstream, which this process starts on loopback.
+pub const BUILT_IN_UPSTREAM_RANGE: &str = "127.0.0.1/32";
 /// Default poll period of the built-in PZ-1 zaps.
 pub const DEFAULT_PZ1_POLL_PERIOD_MS: u64 = 2_000;
 /// Default number of built-in PZ-1 zaps (50 polls a second).
@@ -228,6 +231,11 @@ impl ServiceConfig {
         }
         if let Some(redis) = &mut engine.redis {
             redis.url = Template::new(redis.url.clone()).resolve("engine.redis.url")?;
+        }
+        if self.pipelines.is_empty() {
+            // The built-in zaps poll an upstream this process starts on
+            // 127.0.0.1; configured pipelines get exactly what the file allows.
+            engine.http.egress.allow.push(BUILT_IN_UPSTREAM_RANGE.to_string());
         }
         Ok(engine)
     }

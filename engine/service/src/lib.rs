@@ -17,8 +17,9 @@ mod schedule;
 mod status;
 
 pub use config::{
-    DurableConfig, PipelineState, Pz1Default, ServiceConfig, DEFAULT_DELIVERIES_MAX_LEN,
-    DEFAULT_DURABLE_KEY_PREFIX, DEFAULT_PZ1_POLL_PERIOD_MS, DEFAULT_PZ1_ZAPS, DEFAULT_SCHEDULER_TICK_MS,
+    DurableConfig, PipelineState, Pz1Default, ServiceConfig, BUILT_IN_UPSTREAM_RANGE,
+    DEFAULT_DELIVERIES_MAX_LEN, DEFAULT_DURABLE_KEY_PREFIX, DEFAULT_PZ1_POLL_PERIOD_MS, DEFAULT_PZ1_ZAPS,
+    DEFAULT_SCHEDULER_TICK_MS,
 };
 pub use durable::{redis_config, stream_configs, PollEntry};
 pub use endpoints::{Endpoints, DEFAULT_LISTEN_ADDR};

@@ -1,7 +1,7 @@
 use super::*;
 
 /// URLs no request may reach by default, with the rule that refuses each.
-const REFUSED: &[(&str, &str)] = &[
+pub(crate) const REFUSED: &[(&str, &str)] = &[
     ("http://127.0.0.1/", "loopback"),
     ("https://127.0.0.1:443/x", "loopback"),
     ("http://user:pa%2Fss@127.0.0.1/", "loopback"),

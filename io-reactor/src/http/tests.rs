@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::config::EgressConfig;
 
 #[derive(Default)]
 struct Counters {
@@ -84,8 +85,9 @@ async fn raw_server(response: &'static [u8]) -> SocketAddr {
     addr
 }
 
+/// A client whose egress policy lets the loopback test servers through.
 fn client(config: HttpConfig) -> HttpClient {
-    HttpClient::new(&config).unwrap()
+    HttpClient::new(&HttpConfig { egress: EgressConfig::allowing_loopback(), ..config }).unwrap()
 }
 
 #[test]
@@ -209,11 +211,17 @@ async fn https_to_a_plain_server_fails_promptly() {
 
 #[tokio::test]
 async fn bad_urls_are_invalid_requests() {
-    let client = client(HttpConfig::default());
-    for url in ["not a url", "ftp://127.0.0.1/", "/relative"] {
-        let err = client.get(url).await.unwrap_err();
-        assert!(matches!(err.kind(), Kind::InvalidRequest), "{url}: {err:?}");
+    let with_policy = client(HttpConfig::default());
+    let egress = EgressConfig { enabled: false, ..EgressConfig::default() };
+    let without_policy = HttpClient::new(&HttpConfig { egress, ..HttpConfig::default() }).unwrap();
+    for client in [with_policy, without_policy] {
+        for url in ["not a url", "/relative", "http:///no-host"] {
+            let err = client.get(url).await.unwrap_err();
+            assert!(matches!(err.kind(), Kind::InvalidRequest), "{url}: {err:?}");
+        }
     }
+    let err = client(HttpConfig::default()).get("ftp://127.0.0.1/").await.unwrap_err();
+    assert_eq!(err.egress_rule(), Some("scheme"), "{err}");
 }
 
 #[test]

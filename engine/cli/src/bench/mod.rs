@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use switchyard::io_reactor::RedisConfig;
+use switchyard::io_reactor::{EgressConfig, RedisConfig};
 use switchyard::telemetry::ProcessSample;
 use switchyard::{EngineConfig, ModelSpec};
 use switchyard_pz1::{sustains, Params, Pz1Upstream};
@@ -163,6 +163,8 @@ impl BenchArgs {
         config.http.max_in_flight_per_host = self.http_max_in_flight_per_host;
         // Every waiting request may come back to the pool: keep them all.
         config.http.pool_max_idle_per_host = self.http_max_in_flight_per_host;
+        // The bench's upstream runs on this machine, on loopback.
+        config.http.egress = EgressConfig::allowing_loopback();
         config.apply_model(spec);
         config
     }

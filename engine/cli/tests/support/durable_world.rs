@@ -147,7 +147,7 @@ pub(crate) fn setup_named(
     std::fs::create_dir_all(&dir).unwrap();
     let mut text = format!(
         "[engine]\nshutdown_deadline_ms = 4000\n[engine.cpu]\nthreads = 1\n[engine.redis]\nurl = \"{redis}\"\n\
-         [durable]\nkey_prefix = \"{prefix}\"\nclaim_idle_ms = 1500\nscheduler_tick_ms = 20\n{extra}"
+         [engine.http.egress]\nallow = [\"127.0.0.1/32\"]\n[durable]\nkey_prefix = \"{prefix}\"\nclaim_idle_ms = 1500\nscheduler_tick_ms = 20\n{extra}"
     );
     for p in pipelines {
         text.push_str(&format!(
