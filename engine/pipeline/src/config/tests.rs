@@ -59,3 +59,23 @@ fn errors_name_the_key() {
     let hour = parse(&format!("{PIPELINE}max_backoff_ms = 3600000\nmax_attempts = 20\n"));
     hour.validate("p").unwrap();
 }
+
+#[test]
+fn redacted_hides_literal_secrets_beside_references() {
+    let text = PIPELINE
+        .replace(
+            "https://api.example.com/orders?page={seq}",
+            "https://api.example.com/orders?api_key=sk_live_1&page={seq}",
+        )
+        .replace(
+            "https://user:pa%2Fss@hooks.example.com/in",
+            "https://user:literalpw@hooks.example.com/${SY_HOOK_PATH}",
+        )
+        .replace("Bearer ${SY_PIPELINE_TEST_TOKEN}", "sk_live_2 ${SY_PIPELINE_TEST_TOKEN}");
+    let shown = parse(&text).redacted();
+    assert_eq!(shown.source.url.as_written(), "https://api.example.com/orders?api_key=***&page={seq}");
+    assert_eq!(shown.action.url.as_written(), "https://user:***@hooks.example.com/${SY_HOOK_PATH}");
+    assert_eq!(shown.source.headers["Authorization"].as_written(), "***");
+    let debug = format!("{:?}", parse(&text));
+    assert!(!debug.contains("sk_live") && !debug.contains("literalpw"), "{debug}");
+}
