@@ -16,6 +16,8 @@ use switchyard_pz1::Params;
 
 use crate::endpoints::DEFAULT_LISTEN_ADDR;
 
+mod parse_error;
+
 /// Default poll period of the built-in PZ-1 zaps.
 pub const DEFAULT_PZ1_POLL_PERIOD_MS: u64 = 2_000;
 /// Default number of built-in PZ-1 zaps (50 polls a second).
@@ -147,9 +149,11 @@ impl ServiceConfig {
         Self::parse(&text).map_err(|e| ConfigError::new(&file, e.to_string()))
     }
 
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<ServiceConfig, toml::de::Error> {
-        toml::from_str(text)
+    /// Parses TOML text. An error names the key at fault (or the line and
+    /// column of bad TOML) and never echoes the text, which may hold a
+    /// secret.
+    pub fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| parse_error::parse_error(text, &e))
     }
 
     /// Checks every value, resolving `${VAR}` references to prove they are set.
