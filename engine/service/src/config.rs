@@ -302,6 +302,21 @@ mod tests {
     }
 
     #[test]
+    fn redacted_toml_shows_no_literal_secret() {
+        let text = PIPELINE
+            .replace("orders?page={seq}", "orders?api_key=sk_live_query&page={seq}")
+            .replace("http://127.0.0.1:9/hook", "https://user:sk_live_pw@hooks.example.com/${SY_TEST_PATH}")
+            + "[engine.mysql]\nurl = \"mysql://root:sk_live/mysql@db:3306/test\"\n\
+               [engine.redis]\nurl = \"redis://:${SY_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0?token=sk_live_redis\"\n";
+        let shown = ServiceConfig::parse(&text).unwrap().redacted_toml();
+        assert!(!shown.contains("sk_live"), "{shown}");
+        assert!(shown.contains("orders?api_key=***&page={seq}"), "{shown}");
+        assert!(shown.contains("https://user:***@hooks.example.com/${SY_TEST_PATH}"), "{shown}");
+        assert!(shown.contains("url = \"<unparsable url>\""), "a password holding '/' is not shown: {shown}");
+        assert!(shown.contains("redis://:${SY_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0?token=***"), "{shown}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let unknown = ServiceConfig::parse("[engine]\nmax_inflight = 3\n").unwrap_err().to_string();
         assert!(unknown.contains("max_inflight"), "{unknown}");
