@@ -255,10 +255,21 @@ impl PipelineConfig {
 
 fn check_url(url: &Template, key: &str) -> Result<(), ConfigError> {
     let resolved = url.resolve(key)?.replace("{seq}", "1");
-    let parsed: Result<http::Uri, _> = resolved.parse();
-    match parsed {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Ok(()),
-        _ => Err(ConfigError::new(key, "expected an http:// or https:// URL")),
+    // Read both ways: as the URL standard reads it (the egress policy and
+    // the redaction do), and as the request is sent. http's parser alone
+    // takes `https://user:pa/ss@host/` for a host `user` with port `pa`.
+    let standard = url::Url::parse(&resolved).ok();
+    let sent: Option<http::Uri> = resolved.parse().ok();
+    match (standard, sent) {
+        (Some(standard), Some(sent))
+            if matches!(standard.scheme(), "http" | "https") && standard.has_host() && sent.host().is_some() =>
+        {
+            Ok(())
+        }
+        _ => Err(ConfigError::new(
+            key,
+            "expected an http:// or https:// URL (in a user name or password, write / ? # @ as %2F %3F %23 %40)",
+        )),
     }
 }
 

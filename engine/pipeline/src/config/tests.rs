@@ -39,8 +39,12 @@ fn errors_name_the_key() {
     std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
     let unknown = toml::from_str::<PipelineConfig>(&PIPELINE.replace("poll_interval_ms", "poll_interval"));
     assert!(unknown.unwrap_err().to_string().contains("poll_interval"));
-    let bad_url = parse(&PIPELINE.replace("https://user:pa%2Fss@hooks.example.com/in", "ftp://x"));
-    assert_eq!(bad_url.validate("pipelines[0]").unwrap_err().key(), "pipelines[0].action.url");
+    for bad in ["ftp://x", "https://user:pa/ss@hooks.example.com/in", "https://h:99999/", "http://[::1/"] {
+        let bad_url = parse(&PIPELINE.replace("https://user:pa%2Fss@hooks.example.com/in", bad));
+        let err = bad_url.validate("pipelines[0]").unwrap_err();
+        assert_eq!(err.key(), "pipelines[0].action.url", "{bad}");
+        assert!(!err.to_string().contains("pa/ss"), "{err}");
+    }
     let missing = parse(&PIPELINE.replace("SY_PIPELINE_TEST_TOKEN", "SY_PIPELINE_TEST_UNSET"));
     let err = missing.validate("pipelines[0]").unwrap_err();
     assert_eq!(err.key(), "pipelines[0].source.headers.Authorization");
