@@ -230,6 +230,20 @@ fn assert_no_canary(what: &str, text: &str) {
 /// `check-config`, no error, no log line, no metric and not in `/status`.
 #[test]
 fn a_canary_secret_appears_in_no_output() {
+    // clap's help shows the environment twins' values unless told not to.
+    for command in [&["run", "--help"][..], &["dead", "list", "--help"], &["bench", "--help"]] {
+        let out = switchyard()
+            .args(command)
+            .env("SWITCHYARD_REDIS_URL", format!("redis://:{CANARY}@127.0.0.1:6379/0"))
+            .env("SWITCHYARD_MYSQL_URL", format!("mysql://root:{CANARY}@127.0.0.1:3306/test"))
+            .env("SWITCHYARD_BENCH_STREAM_REDIS_URL", format!("redis://:{CANARY}@127.0.0.1:6379/0"))
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("SWITCHYARD_REDIS_URL"), "{command:?}: {help}");
+        assert_no_canary(&format!("{command:?}"), &help);
+    }
+
     // check-config of a valid file: printed, every secret redacted.
     let password = format!("{CANARY}%2Fpw");
     let path = write_config("canary.toml", &canary_config("127.0.0.1:9", &password));
