@@ -347,22 +347,73 @@ impl WatchdogConfig {
     }
 }
 
-/// `scheme://user:password@host/...` with the password replaced, for logs.
+/// What a redacted URL shows in place of a secret.
+const REDACTED: &str = "***";
+/// What a redacted URL shows for text the URL parser rejects: nothing of it,
+/// since nothing tells where a secret in it starts or ends.
+const UNPARSABLE: &str = "<unparsable url>";
+
+/// `url` as logs, errors and `check-config` may show it, taken apart by the
+/// URL parser (not by splitting text, which a password holding `/` defeats):
+///
+/// - a password becomes `***`, its username kept (an account name);
+/// - a username without a password becomes `***`: alone it is usually the
+///   token itself (`https://TOKEN@host`, `https://sk_live_...:@host`);
+/// - every query value becomes `***`, its name kept (`?api_key=***&page=***`),
+///   and a query part without `=` becomes `***`;
+/// - a fragment becomes `***`;
+/// - text the parser rejects (`https://user:pa/ss@host`, where `/` ends the
+///   host before the `@`) becomes `<unparsable url>`;
+/// - the scheme, host, port and path are shown: a secret belongs in the
+///   userinfo, the query or an environment variable, not in the path.
+///
+/// The parser normalises what it shows (a default port is dropped, a
+/// special scheme's empty path becomes `/`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable url>".to_string();
+    redact_url_keeping(url, |_| false)
+}
+
+/// [`redact_url`], except that a username, password, query value or
+/// fragment for which `shown_as_written` answers true is kept: a caller's
+/// placeholder that holds no secret (a `${VAR}` reference of a template).
+pub fn redact_url_keeping(url: &str, shown_as_written: impl Fn(&str) -> bool) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return UNPARSABLE.to_string();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
+    if parsed.cannot_be_a_base() {
+        // `scheme:anything` (`user:password@host` without `//` reads so):
+        // no structure tells a secret from the rest.
+        return format!("{}:{REDACTED}", parsed.scheme());
     }
+    let credentials = match parsed.password() {
+        Some(password) if !shown_as_written(password) => parsed.set_password(Some(REDACTED)),
+        Some(_) => Ok(()),
+        None if !parsed.username().is_empty() && !shown_as_written(parsed.username()) => {
+            parsed.set_username(REDACTED)
+        }
+        None => Ok(()),
+    };
+    if credentials.is_err() {
+        // Only a URL that cannot have credentials refuses them, and such a
+        // URL has none to hide; refusing to show it is the safe answer.
+        return UNPARSABLE.to_string();
+    }
+    if let Some(query) = parsed.query() {
+        let shown: Vec<String> = query
+            .split('&')
+            .map(|part| match part.split_once('=') {
+                Some((_, value)) if value.is_empty() || shown_as_written(value) => part.to_string(),
+                Some((name, _)) => format!("{name}={REDACTED}"),
+                None if part.is_empty() || shown_as_written(part) => part.to_string(),
+                None => REDACTED.to_string(),
+            })
+            .collect();
+        parsed.set_query(Some(&shown.join("&")));
+    }
+    if parsed.fragment().is_some_and(|f| !f.is_empty() && !shown_as_written(f)) {
+        parsed.set_fragment(Some(REDACTED));
+    }
+    parsed.into()
 }
 
 #[cfg(test)]
@@ -370,11 +421,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords() {
+    fn redacts_passwords_keeping_the_username() {
         assert_eq!(redact_url("mysql://root:hunter2@db:3306/test"), "mysql://root:***@db:3306/test");
+        assert_eq!(redact_url("mysql://root:pa%2Fss@db:3306/test"), "mysql://root:***@db:3306/test");
         assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact_url("https://user:s3cret@api.example.com/x"), "https://user:***@api.example.com/x");
         assert!(!format!("{:?}", MysqlConfig::new("mysql://u:secret@h/d")).contains("secret"));
+        assert!(!format!("{:?}", RedisConfig::new("redis://:secret@h:6379")).contains("secret"));
+    }
+
+    #[test]
+    fn a_password_holding_a_slash_is_never_shown() {
+        // Written unencoded, `/` ends the host before the `@`: the parser
+        // rejects the URL (as the drivers do), and nothing of it is shown.
+        for url in [
+            "mysql://root:pa/ss@db:3306/test",
+            "redis://:p/w@127.0.0.1:6379/0",
+            "https://user:CANARY/pw@127.0.0.1:9/hook",
+        ] {
+            let shown = redact_url(url);
+            assert_eq!(shown, "<unparsable url>", "{url}");
+        }
+        let shown = format!("{:?}", MysqlConfig::new("mysql://root:pa/ss@db:3306/test"));
+        assert!(!shown.contains("pa/ss") && !shown.contains("ss@db"), "{shown}");
+        let shown = format!("{:?}", RedisConfig::new("redis://:p/w@127.0.0.1:6379/0"));
+        assert!(!shown.contains("p/w"), "{shown}");
+    }
+
+    #[test]
+    fn a_lone_username_is_taken_for_a_token() {
+        assert_eq!(redact_url("https://ghp_TOKEN@github.com/o/r"), "https://***@github.com/o/r");
+        // Stripe's form: the key as username, an empty password.
+        assert_eq!(redact_url("https://sk_live_123:@api.stripe.com/v1"), "https://***@api.stripe.com/v1");
+    }
+
+    #[test]
+    fn query_values_and_fragments_are_redacted_names_kept() {
+        assert_eq!(
+            redact_url("https://api.example.com/x?api_key=sk_live_123&page=2"),
+            "https://api.example.com/x?api_key=***&page=***"
+        );
+        assert_eq!(redact_url("https://h/x?sk_live_123&empty=&&a=b"), "https://h/x?***&empty=&&a=***");
+        assert_eq!(redact_url("https://h/x?token=a%2Fb%26c=d#access_token=xyz"), "https://h/x?token=***#***");
+        assert_eq!(redact_url("https://h/x#"), "https://h/x#");
+    }
+
+    #[test]
+    fn what_the_parser_rejects_is_not_echoed() {
+        for url in ["not a url sk_live_123", "", "https://[sk_live_123/x", "http://h:sk_live_123/"] {
+            assert_eq!(redact_url(url), "<unparsable url>", "{url}");
+        }
+        // Without `//`, `user:password@host` reads as `scheme:opaque`.
+        assert_eq!(redact_url("user:sk_live_123@host"), "user:***");
+    }
+
+    #[test]
+    fn placeholders_the_caller_vouches_for_are_kept() {
+        let placeholder = |part: &str| part == "zvarz";
+        assert_eq!(
+            redact_url_keeping("https://zvarz:zvarz@h/p?k=zvarz&l=lit#zvarz", placeholder),
+            "https://zvarz:zvarz@h/p?k=zvarz&l=***#zvarz"
+        );
+        assert_eq!(redact_url_keeping("https://u:lit@h/?zvarz", placeholder), "https://u:***@h/?zvarz");
+    }
+
+    #[test]
+    fn an_egress_refusal_of_a_bad_url_does_not_echo_it() {
+        let policy = crate::egress::EgressPolicy::new();
+        for url in ["https://user:CANARY/pw@127.0.0.1:9/hook", "http://[CANARY", "CANARY"] {
+            let err = policy.check_url(url).unwrap_err();
+            assert!(!err.to_string().contains("CANARY") && !format!("{err:?}").contains("CANARY"), "{err:?}");
+        }
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl HttpClient {
         }
         // A request that cannot be sent never reached the network: not counted.
         let host = host_key(request.uri())?;
+        let request = without_userinfo(request)?;
         let started = Instant::now();
         // Left even when the caller drops this future half-way.
         let _in_flight = metrics.in_flight();
@@ -296,6 +297,20 @@ fn host_key(uri: &Uri) -> Result<String> {
     };
     let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
     Ok(format!("{scheme}://{host}:{port}"))
+}
+
+/// `request` with no userinfo in its URI. hyper sends none of it (no
+/// `Authorization` is made from it), but keys its connection pool by the
+/// URI's authority, userinfo included, and logs that key at debug level.
+fn without_userinfo(mut request: Request<Bytes>) -> Result<Request<Bytes>> {
+    let Some(authority) = request.uri().authority() else { return Ok(request) };
+    // A parsed authority's host and port hold no `@`: the last one ends
+    // the userinfo.
+    let Some((_, host_and_port)) = authority.as_str().rsplit_once('@') else { return Ok(request) };
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(host_and_port.parse().map_err(invalid_request)?);
+    *request.uri_mut() = Uri::from_parts(parts).map_err(invalid_request)?;
+    Ok(request)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -37,7 +37,8 @@ mod telemetry;
 mod watchdog;
 
 pub use config::{
-    redact_url, EgressConfig, HttpConfig, MysqlConfig, ReactorConfig, RedisConfig, WatchdogConfig,
+    redact_url, redact_url_keeping, EgressConfig, HttpConfig, MysqlConfig, ReactorConfig, RedisConfig,
+    WatchdogConfig,
     DEFAULT_HTTP_CONNECT_TIMEOUT_MS, DEFAULT_HTTP_MAX_BODY_BYTES, DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST,
     DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS, DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST, DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
     DEFAULT_MYSQL_ACQUIRE_TIMEOUT_MS, DEFAULT_MYSQL_IDLE_TIMEOUT_MS, DEFAULT_MYSQL_OPERATION_TIMEOUT_MS,

@@ -49,13 +49,13 @@ enum DeadAction {
 }
 
 /// Which dead letters.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 struct Which {
     /// The service's TOML configuration file (its Redis and key prefix).
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
     /// Redis, overriding the file's.
-    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    #[arg(long, env = "SWITCHYARD_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Only this pipeline's.
     #[arg(long)]
@@ -66,6 +66,19 @@ struct Which {
     /// Every dead letter (of --pipeline, when given).
     #[arg(long, conflicts_with = "ids")]
     all: bool,
+}
+
+impl std::fmt::Debug for Which {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The Redis URL may carry a password: shown redacted.
+        f.debug_struct("Which")
+            .field("config", &self.config)
+            .field("redis_url", &self.redis_url.as_deref().map(switchyard::io_reactor::redact_url))
+            .field("pipeline", &self.pipeline)
+            .field("ids", &self.ids)
+            .field("all", &self.all)
+            .finish()
+    }
 }
 
 impl Which {

@@ -29,10 +29,10 @@ pub(crate) struct EngineArgs {
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_DEADLINE_MS")]
     shutdown_deadline_ms: Option<u64>,
     /// Redis for dedup state (with --mysql-url; default: in-memory stores).
-    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    #[arg(long, env = "SWITCHYARD_REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
     /// MySQL for run records (with --redis-url; default: in-memory stores).
-    #[arg(long, env = "SWITCHYARD_MYSQL_URL")]
+    #[arg(long, env = "SWITCHYARD_MYSQL_URL", hide_env_values = true)]
     pub(crate) mysql_url: Option<String>,
 }
 

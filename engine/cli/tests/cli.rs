@@ -192,3 +192,174 @@ fn sigterm_drains_in_flight_tasks_and_exits_zero() {
     assert!(rest.contains(r#""message":"stopped""#), "{rest}");
     assert!(rest.contains(r#""abandoned":0"#), "in-flight tasks must drain, not be abandoned: {rest}");
 }
+
+/// A marker no output may contain: planted as every kind of secret a
+/// configuration holds.
+const CANARY: &str = "CANARY-3f9c1e7a";
+
+/// A pipeline whose every secret carries [`CANARY`]: a source query value,
+/// source and action header values, and the action URL's password
+/// (`action_password`, written into the URL as given).
+fn canary_config(upstream: &str, action_password: &str) -> String {
+    format!(
+        r#"
+state = "ephemeral"
+# The upstream runs on this machine: the requests must reach it, so the
+# debug-level client logs that once leaked userinfo are exercised.
+[engine.http.egress]
+allow = ["127.0.0.1/32"]
+[[pipelines]]
+name = "canary"
+[pipelines.source]
+url = "http://{upstream}/poll/z0?seq={{seq}}&n=5&fresh=2&api_key={CANARY}-query"
+headers = {{ Authorization = "Bearer {CANARY}-bearer", X-Api-Key = "{CANARY}-header" }}
+poll_interval_ms = 100
+items_pointer = "/items"
+[pipelines.action]
+url = "http://user:{action_password}@{upstream}/action/z0?token={CANARY}-action-query"
+headers = {{ X-Hook-Secret = "{CANARY}-action-header" }}
+max_attempts = 2
+initial_backoff_ms = 10
+max_backoff_ms = 50
+"#
+    )
+}
+
+fn assert_no_canary(what: &str, text: &str) {
+    assert!(!text.contains(CANARY), "{what} shows the secret:\n{text}");
+}
+
+/// Issue 11, point 4: a canary placed in a header, URL userinfo holding
+/// `/`, a query string and a mistyped TOML line appears in no output of
+/// `check-config`, no error, no log line, no metric and not in `/status`.
+#[test]
+fn a_canary_secret_appears_in_no_output() {
+    // clap's help shows the environment twins' values unless told not to.
+    for command in [&["run", "--help"][..], &["dead", "list", "--help"], &["bench", "--help"]] {
+        let out = switchyard()
+            .args(command)
+            .env("SWITCHYARD_REDIS_URL", format!("redis://:{CANARY}@127.0.0.1:6379/0"))
+            .env("SWITCHYARD_MYSQL_URL", format!("mysql://root:{CANARY}@127.0.0.1:3306/test"))
+            .env("SWITCHYARD_BENCH_STREAM_REDIS_URL", format!("redis://:{CANARY}@127.0.0.1:6379/0"))
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("SWITCHYARD_REDIS_URL"), "{command:?}: {help}");
+        assert_no_canary(&format!("{command:?}"), &help);
+    }
+
+    // check-config of a valid file: printed, every secret redacted.
+    let password = format!("{CANARY}%2Fpw");
+    let path = write_config("canary.toml", &canary_config("127.0.0.1:9", &password));
+    let out = switchyard().arg("check-config").arg("--config").arg(&path).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("api_key=***") && stdout.contains("user:***@127.0.0.1:9"), "{stdout}");
+    assert_no_canary("check-config", &format!("{stdout}{stderr}"));
+
+    // A password holding a bare `/`, a mistyped line and a value of the
+    // wrong type: refused, naming the key or the line, showing no secret.
+    let slash = canary_config("127.0.0.1:9", &format!("{CANARY}/pw"));
+    let valid = canary_config("127.0.0.1:9", &password);
+    let mistyped = format!("{valid}token = \"{CANARY}\n");
+    let mistyped_at = format!("line {}, column ", valid.lines().count() + 1);
+    let wrong_type = canary_config("127.0.0.1:9", &password)
+        .replace("poll_interval_ms = 100", &format!("poll_interval_ms = \"{CANARY}\""));
+    let cases = [
+        ("canary-slash.toml", slash, "pipelines[0].action.url"),
+        ("canary-mistyped.toml", mistyped, mistyped_at.as_str()),
+        ("canary-type.toml", wrong_type, "pipelines[0].source.poll_interval_ms"),
+    ];
+    for (name, text, expected) in cases {
+        assert!(text.contains(CANARY), "{name}: the test must plant the canary");
+        let path = write_config(name, &text);
+        for command in ["check-config", "run"] {
+            let out = switchyard().arg(command).arg("--config").arg(&path).output().unwrap();
+            let (stdout, stderr) =
+                (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.status.code(), Some(78), "{name} {command}: {stderr}");
+            assert!(stderr.contains(expected), "{name} {command}: the error must name {expected}: {stderr}");
+            assert_no_canary(&format!("{name} {command}"), &format!("{stdout}{stderr}"));
+        }
+    }
+
+    // A run at debug level against a real upstream (a request refused or
+    // failing for any reason is fine: only the canary's absence counts).
+    let mut upstream = switchyard()
+        .args(["upstream", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let upstream_address = logged_address(&mut upstream);
+    let path = write_config("canary-run.toml", &canary_config(&upstream_address, &password));
+    let mut run = switchyard()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SWITCHYARD_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, address) = drain_stderr(&mut run);
+    let address = match address {
+        Some(address) => address,
+        None => {
+            run.kill().ok();
+            upstream.kill().ok();
+            panic!("the run never logged its listen address:\n{}", log.join().unwrap());
+        }
+    };
+    // Polls every 100 ms: a second and a half is several polls and deliveries.
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = http_get(&address, "/metrics");
+    let status = http_get(&address, "/status");
+    Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap();
+    let mut stdout = String::new();
+    run.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    run.wait().unwrap();
+    let log = log.join().unwrap();
+    upstream.kill().ok();
+    upstream.wait().ok();
+    assert!(status.contains(r#""name":"canary""#), "/status must show the pipeline: {status}");
+    assert!(log.contains(r#""level":"DEBUG""#), "the run must log at debug level: {log}");
+    assert_no_canary("the run's log", &log);
+    assert_no_canary("the run's stdout", &stdout);
+    assert_no_canary("/metrics", &metrics);
+    assert_no_canary("/status", &status);
+}
+
+/// The address a `switchyard` child logs it serves on; its stderr is then
+/// drained by a thread, so the pipe never fills.
+fn logged_address(child: &mut Child) -> String {
+    let (_, address) = drain_stderr(child);
+    address.unwrap_or_else(|| {
+        child.kill().ok();
+        panic!("the child never logged its address");
+    })
+}
+
+/// Reads `child`'s stderr on a thread until it closes, so the pipe never
+/// fills; returns that thread (which answers the whole text) and the
+/// address the child logged it serves on, once it has (`None` when it
+/// exited first).
+fn drain_stderr(child: &mut Child) -> (std::thread::JoinHandle<String>, Option<String>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        loop {
+            let start = text.len();
+            if stderr.read_line(&mut text).unwrap_or(0) == 0 {
+                return text;
+            }
+            if let Some(rest) = text[start..].split(r#""address":""#).nth(1) {
+                let _ = tx.send(rest.split('"').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(30)).ok();
+    (reader, address)
+}

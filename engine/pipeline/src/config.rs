@@ -140,13 +140,9 @@ fn default_max_backoff_ms() -> u64 {
     DEFAULT_ACTION_MAX_BACKOFF_MS
 }
 
-/// `url` with any password replaced by `***`, unless it is a `${VAR}`
-/// template (which shows no secret as written).
+/// `url`, a [`Template`], as it may be shown: see [`Template::redacted_url`].
 pub fn redact_url_template(url: &str) -> String {
-    if url.contains("${") {
-        return url.to_string();
-    }
-    switchyard::io_reactor::redact_url(url)
+    Template::new(url).redacted_url()
 }
 
 impl PipelineConfig {
@@ -229,19 +225,17 @@ impl PipelineConfig {
     }
 
     /// The configuration as it may be shown (`check-config`, logs): `${VAR}`
-    /// references as written, literal header values and URL passwords
-    /// replaced by `***`.
+    /// references as written, literal secrets replaced by `***` (see
+    /// [`Template::redacted_url`] and [`Template::redacted_header_value`]).
     pub fn redacted(&self) -> PipelineConfig {
         let mut shown = self.clone();
         for headers in [&mut shown.source.headers, &mut shown.action.headers] {
             for value in headers.values_mut() {
-                if !value.has_references() {
-                    *value = Template::new("***");
-                }
+                *value = Template::new(value.redacted_header_value());
             }
         }
-        shown.source.url = Template::new(redact_url_template(shown.source.url.as_written()));
-        shown.action.url = Template::new(redact_url_template(shown.action.url.as_written()));
+        shown.source.url = Template::new(shown.source.url.redacted_url());
+        shown.action.url = Template::new(shown.action.url.redacted_url());
         shown
     }
 
@@ -261,10 +255,21 @@ impl PipelineConfig {
 
 fn check_url(url: &Template, key: &str) -> Result<(), ConfigError> {
     let resolved = url.resolve(key)?.replace("{seq}", "1");
-    let parsed: Result<http::Uri, _> = resolved.parse();
-    match parsed {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Ok(()),
-        _ => Err(ConfigError::new(key, "expected an http:// or https:// URL")),
+    // Read both ways: as the URL standard reads it (the egress policy and
+    // the redaction do), and as the request is sent. http's parser alone
+    // takes `https://user:pa/ss@host/` for a host `user` with port `pa`.
+    let standard = url::Url::parse(&resolved).ok();
+    let sent: Option<http::Uri> = resolved.parse().ok();
+    match (standard, sent) {
+        (Some(standard), Some(sent))
+            if matches!(standard.scheme(), "http" | "https") && standard.has_host() && sent.host().is_some() =>
+        {
+            Ok(())
+        }
+        _ => Err(ConfigError::new(
+            key,
+            "expected an http:// or https:// URL (in a user name or password, write / ? # @ as %2F %3F %23 %40)",
+        )),
     }
 }
 

@@ -16,6 +16,8 @@ use switchyard_pz1::Params;
 
 use crate::endpoints::DEFAULT_LISTEN_ADDR;
 
+mod parse_error;
+
 /// What the egress policy allows when the built-in zaps run: their
 /// upstream, which this process starts on loopback.
 pub const BUILT_IN_UPSTREAM_RANGE: &str = "127.0.0.1/32";
@@ -150,9 +152,11 @@ impl ServiceConfig {
         Self::parse(&text).map_err(|e| ConfigError::new(&file, e.to_string()))
     }
 
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<ServiceConfig, toml::de::Error> {
-        toml::from_str(text)
+    /// Parses TOML text. An error names the key at fault (or the line and
+    /// column of bad TOML) and never echoes the text, which may hold a
+    /// secret.
+    pub fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| parse_error::parse_error(text, &e))
     }
 
     /// Checks every value, resolving `${VAR}` references to prove they are set.
@@ -303,6 +307,21 @@ mod tests {
         let shown = config.redacted_toml();
         assert!(shown.contains("${SY_TEST_TOKEN}") && !shown.contains("t0ken"), "{shown}");
         assert!(shown.contains("Accept = \"***\""), "literal header values are redacted: {shown}");
+    }
+
+    #[test]
+    fn redacted_toml_shows_no_literal_secret() {
+        let text = PIPELINE
+            .replace("orders?page={seq}", "orders?api_key=sk_live_query&page={seq}")
+            .replace("http://127.0.0.1:9/hook", "https://user:sk_live_pw@hooks.example.com/${SY_TEST_PATH}")
+            + "[engine.mysql]\nurl = \"mysql://root:sk_live/mysql@db:3306/test\"\n\
+               [engine.redis]\nurl = \"redis://:${SY_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0?token=sk_live_redis\"\n";
+        let shown = ServiceConfig::parse(&text).unwrap().redacted_toml();
+        assert!(!shown.contains("sk_live"), "{shown}");
+        assert!(shown.contains("orders?api_key=***&page={seq}"), "{shown}");
+        assert!(shown.contains("https://user:***@hooks.example.com/${SY_TEST_PATH}"), "{shown}");
+        assert!(shown.contains("url = \"<unparsable url>\""), "a password holding '/' is not shown: {shown}");
+        assert!(shown.contains("redis://:${SY_TEST_REDIS_PASSWORD}@127.0.0.1:6379/0?token=***"), "{shown}");
     }
 
     #[test]

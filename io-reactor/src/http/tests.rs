@@ -147,6 +147,25 @@ async fn closed_port_is_a_connect_error_without_secrets() {
     assert!(!format!("{err} {err:?}").contains("hunter2"));
 }
 
+#[test]
+fn the_userinfo_is_taken_off_before_hyper_sees_the_uri() {
+    let request = Request::get("http://user:pa%2Fss@127.0.0.1:9/x?q=1").body(Bytes::new()).unwrap();
+    let request = without_userinfo(request).unwrap();
+    assert_eq!(request.uri().to_string(), "http://127.0.0.1:9/x?q=1");
+    let request = Request::get("https://TOKEN@[::1]/").body(Bytes::new()).unwrap();
+    assert_eq!(without_userinfo(request).unwrap().uri().to_string(), "https://[::1]/");
+    let request = Request::get("http://127.0.0.1:9/x").body(Bytes::new()).unwrap();
+    assert_eq!(without_userinfo(request).unwrap().uri().to_string(), "http://127.0.0.1:9/x");
+}
+
+#[tokio::test]
+async fn a_request_with_userinfo_still_reaches_its_host() {
+    let (addr, _) = server().await;
+    let url = format!("http://user:hunter2@{addr}/big");
+    let response = client(HttpConfig::default()).get(&url).await.unwrap();
+    assert_eq!(response.status, 200);
+}
+
 #[tokio::test]
 async fn body_over_the_cap_is_refused() {
     let config = HttpConfig { max_body_bytes: 100, request_timeout_ms: 5_000, ..HttpConfig::default() };

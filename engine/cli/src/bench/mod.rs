@@ -102,7 +102,7 @@ pub(crate) struct BenchArgs {
     /// The Redis holding the task stream (default: --redis-url, else a
     /// local Redis). Its commands and CPU are reported per 1,000 tasks,
     /// which is only right when nothing else uses it during the run.
-    #[arg(long, env = "SWITCHYARD_BENCH_STREAM_REDIS_URL")]
+    #[arg(long, env = "SWITCHYARD_BENCH_STREAM_REDIS_URL", hide_env_values = true)]
     stream_redis_url: Option<String>,
     /// Runs of every point; each round runs the models and sources in the
     /// opposite order of the last, and the summary gives medians and ranges.

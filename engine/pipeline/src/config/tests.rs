@@ -39,8 +39,12 @@ fn errors_name_the_key() {
     std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
     let unknown = toml::from_str::<PipelineConfig>(&PIPELINE.replace("poll_interval_ms", "poll_interval"));
     assert!(unknown.unwrap_err().to_string().contains("poll_interval"));
-    let bad_url = parse(&PIPELINE.replace("https://user:pa%2Fss@hooks.example.com/in", "ftp://x"));
-    assert_eq!(bad_url.validate("pipelines[0]").unwrap_err().key(), "pipelines[0].action.url");
+    for bad in ["ftp://x", "https://user:pa/ss@hooks.example.com/in", "https://h:99999/", "http://[::1/"] {
+        let bad_url = parse(&PIPELINE.replace("https://user:pa%2Fss@hooks.example.com/in", bad));
+        let err = bad_url.validate("pipelines[0]").unwrap_err();
+        assert_eq!(err.key(), "pipelines[0].action.url", "{bad}");
+        assert!(!err.to_string().contains("pa/ss"), "{err}");
+    }
     let missing = parse(&PIPELINE.replace("SY_PIPELINE_TEST_TOKEN", "SY_PIPELINE_TEST_UNSET"));
     let err = missing.validate("pipelines[0]").unwrap_err();
     assert_eq!(err.key(), "pipelines[0].source.headers.Authorization");
@@ -58,4 +62,24 @@ fn errors_name_the_key() {
     assert_eq!(endless_backoff.validate("p").unwrap_err().key(), "p.action.max_backoff_ms");
     let hour = parse(&format!("{PIPELINE}max_backoff_ms = 3600000\nmax_attempts = 20\n"));
     hour.validate("p").unwrap();
+}
+
+#[test]
+fn redacted_hides_literal_secrets_beside_references() {
+    let text = PIPELINE
+        .replace(
+            "https://api.example.com/orders?page={seq}",
+            "https://api.example.com/orders?api_key=sk_live_1&page={seq}",
+        )
+        .replace(
+            "https://user:pa%2Fss@hooks.example.com/in",
+            "https://user:literalpw@hooks.example.com/${SY_HOOK_PATH}",
+        )
+        .replace("Bearer ${SY_PIPELINE_TEST_TOKEN}", "sk_live_2 ${SY_PIPELINE_TEST_TOKEN}");
+    let shown = parse(&text).redacted();
+    assert_eq!(shown.source.url.as_written(), "https://api.example.com/orders?api_key=***&page={seq}");
+    assert_eq!(shown.action.url.as_written(), "https://user:***@hooks.example.com/${SY_HOOK_PATH}");
+    assert_eq!(shown.source.headers["Authorization"].as_written(), "***");
+    let debug = format!("{:?}", parse(&text));
+    assert!(!debug.contains("sk_live") && !debug.contains("literalpw"), "{debug}");
 }
