@@ -52,14 +52,18 @@ pub mod source;
 pub mod telemetry;
 
 pub use config::{
-    EngineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS, DEFAULT_SHUTDOWN_DEADLINE_MS,
-    DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    valid_task_timeout_ms, EngineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS,
+    DEFAULT_SHUTDOWN_DEADLINE_MS, DEFAULT_TASK_TIMEOUT_MS, DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    MAX_TASK_TIMEOUT_MS,
 };
 pub use context::TaskContext;
 pub use engine::{Engine, EngineBuilder};
 pub use error::Error;
 pub use model::{ExecutionModel, ModelSpec, ThreadKnob};
-pub use run::{FailureRecord, RunReport, RunStats, Running, TaskError};
+pub use run::{
+    timed_out_retry_delay, FailureRecord, RunReport, RunStats, Running, TaskError, TimeoutRecord,
+    RECENT_TIMEOUTS,
+};
 pub use source::{Delivery, MemoryProducer, MemorySource, Settle, Source};
 
 pub use switchyard_cpu_pool as cpu_pool;
