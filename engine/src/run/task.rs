@@ -116,11 +116,21 @@ pub(crate) async fn run_task<T: Send + 'static>(
     // Dropping the body (abandoned, timed out) cancels it at its await; a CPU
     // job it had on the pool runs on, and its result is dropped with its slot.
     let body = AssertUnwindSafe(task(cx, item)).catch_unwind();
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    // Checked against the clock before every poll of the body, not only when
+    // the timer fires: a task that held its thread in an inline CPU step
+    // past its deadline is not polled again, even before the runtime has
+    // turned its timer wheel.
+    let deadline_passed = std::future::poll_fn(|cx| match tokio::time::Instant::now() >= deadline {
+        true => std::task::Poll::Ready(()),
+        false => timer.as_mut().poll(cx),
+    });
     let ended = tokio::select! {
         biased;
+        _ = deadline_passed => Ended::TimedOut(deadline.elapsed()),
         result = body => Ended::Ran(result),
         _ = shared.abort.cancelled() => Ended::Abandoned,
-        _ = tokio::time::sleep_until(deadline) => Ended::TimedOut(deadline.elapsed()),
     };
     let run = started.elapsed();
 
