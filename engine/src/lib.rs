@@ -31,6 +31,25 @@
 //! # Ok::<_, switchyard::Error>(())
 //! ```
 //!
+//! # Deadlines and overload
+//!
+//! Every task runs under a deadline: its start plus
+//! [`EngineConfig::task_timeout_ms`] (60 s by default, at most an hour), or
+//! its item's own timeout ([`Delivery::with_timeout`],
+//! [`MemoryProducer::send_with_timeout`], [`source::WithTimeouts`]). The
+//! task sees it ([`TaskContext::deadline`], [`TaskContext::remaining`],
+//! [`TaskContext::cancelled`]); the engine drops the task at its first await
+//! past it, settles it as timed out (its item is nacked with a growing
+//! delay, so a durable source delivers it again), counts it
+//! (`switchyard_tasks_total{outcome="timed_out"}`) and keeps the last ones
+//! ([`Running::recent_timeouts`]). A CPU step already running cannot be
+//! interrupted: it runs to its end, its result is dropped and its CPU slot
+//! returned.
+//!
+//! A CPU step waits at most `cpu.slot_wait_ms` (5 s by default) for a slot
+//! on the pool; past it the step fails, unrun, with an [`Error`] for which
+//! [`Error::is_overloaded`] is true.
+//!
 //! The same task code runs under three [`ExecutionModel`]s: `hybrid` (the
 //! product), `reactor-only` (gevent's shape) and `threads` (prefork's shape),
 //! which is how the benchmarks compare them.
