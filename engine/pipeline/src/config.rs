@@ -20,10 +20,13 @@ pub const DEFAULT_MAX_ITEMS_PER_POLL: usize = 10_000;
 /// poll is parsed, transformed and fingerprinted in one CPU step, which holds
 /// a pool thread for all of them.
 pub const MAX_ITEMS_PER_POLL_LIMIT: usize = 100_000;
-/// Most rounds a fingerprint step may chain: about 6 ms of SHA-256 per item,
-/// already 60 times PZ-1's CPU knob. Beyond it one item would hold a CPU
-/// thread for longer than a poll should take.
-pub const MAX_FINGERPRINT_ROUNDS: u32 = 100_000;
+/// Most rounds a fingerprint step may chain: about 0.6 s of SHA-256 per item
+/// (25,000 times PZ-1's CPU knob), enough to model a heavy transform.
+pub const MAX_FINGERPRINT_ROUNDS: u32 = 10_000_000;
+/// Most fingerprint rounds one poll may ask for, `rounds x source.max_items`:
+/// about a minute of one core (the default task timeout), since a poll's
+/// items are transformed in one CPU step that cannot be interrupted.
+pub const MAX_FINGERPRINT_ROUNDS_PER_POLL: u64 = 1_000_000_000;
 /// Default most ids a durable pipeline remembers (the newest first seen).
 pub const DEFAULT_DEDUP_MAX_IDS: usize = 100_000;
 /// Default longest a durable pipeline remembers an id: 30 days.
@@ -237,8 +240,16 @@ impl PipelineConfig {
         }
         for (i, step) in self.steps.iter().enumerate() {
             if let StepConfig::Fingerprint { rounds } = step {
+                let key = format!("{key}.steps[{i}].rounds");
                 if !(1..=MAX_FINGERPRINT_ROUNDS).contains(rounds) {
-                    return Err(ConfigError::new(format!("{key}.steps[{i}].rounds"), "must be 1 to 100,000"));
+                    return Err(ConfigError::new(key, "must be 1 to 10,000,000"));
+                }
+                let per_poll = u64::from(*rounds).saturating_mul(self.source.max_items as u64);
+                if per_poll > MAX_FINGERPRINT_ROUNDS_PER_POLL {
+                    return Err(ConfigError::new(
+                        key,
+                        "rounds x source.max_items must be at most 1,000,000,000 (about a minute of CPU per poll)",
+                    ));
                 }
             }
         }

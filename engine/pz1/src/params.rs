@@ -103,7 +103,11 @@ impl Params {
             return Err(ParamsError::new("fresh", "must be at least 1 and at most items"));
         }
         if !(1..=MAX_ROUNDS).contains(&self.rounds) {
-            return Err(ParamsError::new("rounds", "must be 1 to 100,000"));
+            return Err(ParamsError::new("rounds", "must be 1 to 10,000,000"));
+        }
+        let per_poll = u64::from(self.rounds).saturating_mul(self.items);
+        if per_poll > switchyard_pipeline::MAX_FINGERPRINT_ROUNDS_PER_POLL {
+            return Err(ParamsError::new("rounds", "rounds x items must be at most 1,000,000,000"));
         }
         if !non_negative(self.base_ms) {
             return Err(ParamsError::new("base_ms", "must be a finite number at least 0"));
@@ -173,7 +177,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let cases: [(&str, Params); 14] = [
+        let cases: [(&str, Params); 15] = [
+            ("rounds", Params { rounds: 100_001, items: MAX_ITEMS, fresh: 1, ..Params::default() }),
             ("items", Params { items: MAX_ITEMS + 1, fresh: 1, ..Params::default() }),
             ("rounds", Params { rounds: MAX_ROUNDS + 1, ..Params::default() }),
             ("rate", Params { rate: 0.0, ..Params::default() }),
@@ -197,7 +202,8 @@ mod tests {
         Params { warmup_s: 0.0, drain_s: 0.0, base_ms: 0.0, fresh: 50, ..Params::default() }
             .validate()
             .unwrap();
-        Params { items: MAX_ITEMS, rounds: MAX_ROUNDS, ..Params::default() }.validate().unwrap();
+        Params { items: MAX_ITEMS, rounds: 100_000 - 1, ..Params::default() }.validate().unwrap();
+        Params { items: 100, rounds: MAX_ROUNDS, ..Params::default() }.validate().unwrap();
     }
 
     #[test]

@@ -330,7 +330,8 @@ mod tests {
         let err =
             ServiceConfig::parse("[engine.cpu]\nslot_wait_ms = 600001\n").unwrap().validate().unwrap_err();
         assert!(err.to_string().contains("cpu.slot_wait_ms"), "{err}");
-        assert_eq!(key("[pz1]\nrounds = 100001\n").as_deref(), Some("pz1.rounds"));
+        assert_eq!(key("[pz1]\nrounds = 10000001\n").as_deref(), Some("pz1.rounds"));
+        assert_eq!(key("[pz1]\nrounds = 1000000\nitems = 10000\n").as_deref(), Some("pz1.rounds"));
         assert_eq!(key("[pz1]\nitems = 10001\n").as_deref(), Some("pz1.items"));
         assert_eq!(key("[pz1]\nzaps = 100001\n").as_deref(), Some("pz1.zaps"));
         assert_eq!(key("[engine.cpu]\nqueue_capacity = 1000001\n").as_deref(), Some("engine.cpu"));

@@ -64,7 +64,14 @@ fn errors_name_the_key() {
 fn cpu_heavy_values_and_the_task_timeout_are_bounded() {
     std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
     let key = |text: &str| parse(text).validate("p").err().map(|e| e.key().to_string());
+    // Per item, then per poll (rounds x max_items, default 10,000 items).
+    assert_eq!(
+        key(&PIPELINE.replace("rounds = 3", "rounds = 10000001")).as_deref(),
+        Some("p.steps[1].rounds")
+    );
     assert_eq!(key(&PIPELINE.replace("rounds = 3", "rounds = 100001")).as_deref(), Some("p.steps[1].rounds"));
+    let few_items = PIPELINE.replace("items_pointer", "max_items = 100\n    items_pointer");
+    assert_eq!(key(&few_items.replace("rounds = 3", "rounds = 10000000")), None);
     assert_eq!(
         key(&PIPELINE.replace("rounds = 3", "rounds = 4294967295")).as_deref(),
         Some("p.steps[1].rounds")
