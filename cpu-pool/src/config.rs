@@ -32,6 +32,15 @@ pub const MAX_CPU_THREADS: usize = 1024;
 /// Most slots a pool may have; a queue that deep hides overload instead of
 /// pushing back on the producers.
 pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+/// Default for [`CpuPoolConfig::slot_wait_ms`]: how long a producer may wait
+/// for a slot before its job fails as overloaded. Long enough to ride out a
+/// burst (a slot turns over every job's run time divided by the threads),
+/// short enough that a pool which stays saturated is reported within seconds
+/// rather than holding every waiting task until its own deadline.
+pub const DEFAULT_SLOT_WAIT_MS: u64 = 5_000;
+/// Longest slot wait a configuration may ask for: a producer waiting ten
+/// minutes for a CPU slot is an outage, not backpressure.
+pub const MAX_SLOT_WAIT_MS: u64 = 600_000;
 
 /// How big the CPU pool is and how many jobs it takes in at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +58,13 @@ pub struct CpuPoolConfig {
     /// hand-off to result), and only on a machine with more than one core:
     /// for such jobs waking a parked reactor costs more than the job itself.
     pub spin_wait_us: u64,
+    /// Milliseconds a producer may wait for a slot; past it the job is not
+    /// run and fails with an error for which
+    /// [`Error::is_overloaded`](crate::Error::is_overloaded) is true. 0 never
+    /// waits: a full pool refuses at once. The wait is kept by a tokio timer,
+    /// so a producer that has to wait must run on a runtime with its time
+    /// driver enabled.
+    pub slot_wait_ms: u64,
 }
 
 impl Default for CpuPoolConfig {
@@ -57,6 +73,7 @@ impl Default for CpuPoolConfig {
             threads: DEFAULT_CPU_THREADS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             spin_wait_us: DEFAULT_SPIN_WAIT_US,
+            slot_wait_ms: DEFAULT_SLOT_WAIT_MS,
         }
     }
 }
@@ -73,6 +90,9 @@ impl CpuPoolConfig {
         }
         if self.spin_wait_us > MAX_SPIN_WAIT_US {
             return Err(Error::config("cpu.spin_wait_us", format!("must be at most {MAX_SPIN_WAIT_US}")));
+        }
+        if self.slot_wait_ms > MAX_SLOT_WAIT_MS {
+            return Err(Error::config("cpu.slot_wait_ms", format!("must be at most {MAX_SLOT_WAIT_MS}")));
         }
         // Only when both are explicit: an automatic thread count must not make
         // the same file valid on one machine and invalid on another.
@@ -102,6 +122,11 @@ impl CpuPoolConfig {
             return std::time::Duration::ZERO;
         }
         std::time::Duration::from_micros(self.spin_wait_us)
+    }
+
+    /// Longest a producer waits for a slot.
+    pub fn slot_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.slot_wait_ms)
     }
 
     /// The number of slots the pool will have on this machine.
@@ -161,11 +186,15 @@ mod tests {
         let spins_too_long = CpuPoolConfig { spin_wait_us: MAX_SPIN_WAIT_US + 1, ..CpuPoolConfig::default() };
         assert!(spins_too_long.validate().unwrap_err().to_string().contains("cpu.spin_wait_us"));
 
+        let waits_too_long = CpuPoolConfig { slot_wait_ms: MAX_SLOT_WAIT_MS + 1, ..CpuPoolConfig::default() };
+        assert!(waits_too_long.validate().unwrap_err().to_string().contains("cpu.slot_wait_ms"));
+
         CpuPoolConfig { queue_capacity: 1, spin_wait_us: 0, ..CpuPoolConfig::default() }.validate().unwrap();
         CpuPoolConfig {
             threads: MAX_CPU_THREADS,
             queue_capacity: MAX_QUEUE_CAPACITY,
             spin_wait_us: MAX_SPIN_WAIT_US,
+            slot_wait_ms: MAX_SLOT_WAIT_MS,
         }
         .validate()
         .unwrap();
@@ -173,9 +202,9 @@ mod tests {
 
     #[test]
     fn round_trips_through_serde() {
-        let config = CpuPoolConfig { threads: 2, queue_capacity: 16, spin_wait_us: 5 };
+        let config = CpuPoolConfig { threads: 2, queue_capacity: 16, spin_wait_us: 5, slot_wait_ms: 250 };
         let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(json, r#"{"threads":2,"queue_capacity":16,"spin_wait_us":5}"#);
+        assert_eq!(json, r#"{"threads":2,"queue_capacity":16,"spin_wait_us":5,"slot_wait_ms":250}"#);
         assert_eq!(serde_json::from_str::<CpuPoolConfig>(&json).unwrap(), config);
     }
 }

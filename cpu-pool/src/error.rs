@@ -26,6 +26,8 @@ enum Kind {
     Closed,
     #[error("cpu job cancelled")]
     Cancelled,
+    #[error("cpu pool overloaded: no slot came free within {waited_ms} ms (cpu.slot_wait_ms)")]
+    Overloaded { waited_ms: u64 },
     #[error("invalid config: {field} {reason}")]
     Config { field: &'static str, reason: String },
     #[error("cpu pool failed to start")]
@@ -57,6 +59,10 @@ impl Error {
         Error::new(Kind::Cancelled)
     }
 
+    pub(crate) fn overloaded(waited: std::time::Duration) -> Self {
+        Error::new(Kind::Overloaded { waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX) })
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
         Error::new(Kind::Config { field, reason: reason.into() })
     }
@@ -78,6 +84,13 @@ impl Error {
     /// The job was admitted but never ran to an end (the pool dropped it).
     pub fn is_cancelled(&self) -> bool {
         matches!(*self.kind, Kind::Cancelled)
+    }
+
+    /// Every slot stayed taken for as long as the producer may wait
+    /// (`cpu.slot_wait_ms`): the job never ran and holds no slot. The pool
+    /// is saturated; trying again later, or shedding load, is the answer.
+    pub fn is_overloaded(&self) -> bool {
+        matches!(*self.kind, Kind::Overloaded { .. })
     }
 
     /// The configuration was rejected by
@@ -176,6 +189,13 @@ mod tests {
     fn predicates_match_their_kind() {
         assert!(Error::closed().is_closed());
         assert!(Error::cancelled().is_cancelled());
+        let overloaded = Error::overloaded(std::time::Duration::from_millis(250));
+        assert!(overloaded.is_overloaded() && !overloaded.is_closed() && !overloaded.is_cancelled());
+        assert_eq!(
+            overloaded.to_string(),
+            "cpu pool overloaded: no slot came free within 250 ms (cpu.slot_wait_ms)"
+        );
+        assert!(!Error::closed().is_overloaded());
         let err = Error::config("cpu.threads", "must be at most 1024");
         assert!(err.is_config());
         assert_eq!(err.to_string(), "invalid config: cpu.threads must be at most 1024");

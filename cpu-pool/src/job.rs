@@ -18,6 +18,13 @@
 //! long jobs costs the reactor at most its first job's spin, and an idle pool
 //! nothing at all.
 //!
+//! # A bounded wait for a slot
+//!
+//! A producer that finds every slot taken waits at most `cpu.slot_wait_ms`
+//! for one; then its future resolves to an overloaded error, its closure is
+//! dropped unrun, and its place in the semaphore's queue is given up, so a
+//! slot freed later goes to the next producer rather than to nobody.
+//!
 //! # Cancellation
 //!
 //! Dropping the future before the job starts cancels it: the thread that
@@ -60,6 +67,10 @@ pub(crate) struct Waiting<T> {
     // An `Option` only so it can move out of a type with `Drop`.
     f: Option<Box<dyn FnOnce() -> T + Send>>,
     since: Instant,
+    /// Fires when the producer has waited `cpu.slot_wait_ms`. Made at the
+    /// first poll, not at submission: `submit` may be called outside a
+    /// runtime, a poll never is.
+    give_up: Option<Pin<Box<tokio::time::Sleep>>>,
     pool: CpuPool,
 }
 
@@ -68,7 +79,18 @@ impl<T> Waiting<T> {
         let shared = pool.shared();
         shared.counters.waiting.fetch_add(1, Relaxed);
         let acquire = Box::pin(shared.semaphore.clone().acquire_owned());
-        Waiting { acquire, f: Some(f), since: Instant::now(), pool: pool.clone() }
+        Waiting { acquire, f: Some(f), since: Instant::now(), give_up: None, pool: pool.clone() }
+    }
+
+    /// Whether the producer has waited as long as it may. Dropping the
+    /// wait afterwards gives up its place in the semaphore's queue, so no
+    /// slot is ever taken on behalf of a producer that left.
+    fn waited_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let (since, limit) = (self.since, self.pool.shared().slot_wait);
+        let give_up = self.give_up.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(since + limit)))
+        });
+        give_up.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -136,7 +158,16 @@ impl<T: Send + 'static> Admission<T> {
         loop {
             match self {
                 Admission::Waiting(waiting) => {
-                    let acquired = ready!(waiting.acquire.as_mut().poll(cx));
+                    let acquired = match waiting.acquire.as_mut().poll(cx) {
+                        Poll::Ready(acquired) => acquired,
+                        Poll::Pending if waiting.waited_too_long(cx) => {
+                            let waited = waiting.since.elapsed();
+                            waiting.pool.shared().settle(Outcome::Overloaded);
+                            *self = Admission::Done;
+                            return Poll::Ready(Err(Error::overloaded(waited)));
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    };
                     let Admission::Waiting(mut waiting) = std::mem::replace(self, Admission::Done) else {
                         unreachable!("matched above")
                     };

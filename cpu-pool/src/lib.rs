@@ -11,6 +11,11 @@
 //! - [`CpuPool::submit`] waits for a slot, runs the closure on the pool and
 //!   resolves to its value; [`CpuPool::try_submit`] never waits and hands the
 //!   closure back when the pool is full or shut down.
+//! - The wait for a slot is bounded by `slot_wait_ms` (5 s by default): a
+//!   producer still waiting then gets an error for which
+//!   [`Error::is_overloaded`] is true, its closure never runs, and no slot is
+//!   held on its behalf. A pool that stays saturated is reported as such
+//!   instead of parking its producers without bound.
 //! - A panic in a job comes back as an [`Error`] (`is_panicked()`), never
 //!   aborts the process, and leaves the pool serving.
 //! - Dropping a [`Job`] before it starts cancels it; it never runs.
@@ -52,8 +57,8 @@ mod stats;
 mod telemetry;
 
 pub use config::{
-    CpuPoolConfig, DEFAULT_CPU_THREADS, DEFAULT_QUEUE_CAPACITY, DEFAULT_SPIN_WAIT_US, MAX_CPU_THREADS,
-    MAX_QUEUE_CAPACITY, MAX_SPIN_WAIT_US, QUEUE_SLOTS_PER_THREAD,
+    CpuPoolConfig, DEFAULT_CPU_THREADS, DEFAULT_QUEUE_CAPACITY, DEFAULT_SLOT_WAIT_MS, DEFAULT_SPIN_WAIT_US,
+    MAX_CPU_THREADS, MAX_QUEUE_CAPACITY, MAX_SLOT_WAIT_MS, MAX_SPIN_WAIT_US, QUEUE_SLOTS_PER_THREAD,
 };
 pub use error::{Error, TrySubmitError};
 pub use job::{Job, JobTimes, TimedJob};

@@ -11,7 +11,8 @@
 //! At most `queue_capacity` jobs are queued or running. A producer that finds
 //! every slot taken waits asynchronously in [`CpuPool::submit`]'s future
 //! ([`CpuPool::try_submit`] hands the closure back instead), so an overloaded
-//! pool slows its producers down rather than growing a queue.
+//! pool slows its producers down rather than growing a queue, for at most
+//! `slot_wait_ms`: a producer still waiting then fails as overloaded.
 //!
 //! # Panics
 //!
@@ -59,7 +60,8 @@ impl CpuPool {
             .panic_handler(drop)
             .build()
             .map_err(Error::start)?;
-        let shared = Arc::new(Shared::new(threads, capacity, config.resolved_spin_wait()));
+        let shared =
+            Arc::new(Shared::new(threads, capacity, config.resolved_spin_wait(), config.slot_wait()));
         Ok(CpuPool { inner: Arc::new(Inner { rayon, shared }) })
     }
 
@@ -75,7 +77,9 @@ impl CpuPool {
 
     /// Waits asynchronously for a slot (at most `queue_capacity` jobs queued
     /// or running), then runs `f` on the pool. When a slot is free the job is
-    /// handed to the pool at once, before the future is first polled.
+    /// handed to the pool at once, before the future is first polled. When
+    /// none comes free within `slot_wait_ms` the future resolves to an error
+    /// for which [`Error::is_overloaded`] is true and `f` never runs.
     pub fn submit<F, T>(&self, f: F) -> Job<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -132,6 +136,10 @@ impl CpuPool {
     {
         match self.inner.shared.try_slot() {
             Ok(slot) => Admission::Sent(self.spawn(slot, f, Duration::ZERO)),
+            Err(TryAcquireError::NoPermits) if self.inner.shared.slot_wait.is_zero() => {
+                self.inner.shared.settle(Outcome::Overloaded);
+                Admission::Refused(Error::overloaded(Duration::ZERO))
+            }
             Err(TryAcquireError::NoPermits) => Admission::Waiting(Waiting::new(self, Box::new(f))),
             Err(TryAcquireError::Closed) => {
                 self.inner.shared.settle(Outcome::Rejected);
@@ -349,6 +357,87 @@ pub(crate) mod tests {
         assert_eq!(pool.submit(|| 3).await.unwrap(), 3);
         assert!(!ran.load(SeqCst));
         assert_eq!(pool.stats().cancelled, 0);
+    }
+
+    fn pool_waiting_at_most(threads: usize, queue_capacity: usize, slot_wait_ms: u64) -> CpuPool {
+        let config = CpuPoolConfig { threads, queue_capacity, slot_wait_ms, ..CpuPoolConfig::default() };
+        CpuPool::new(&config).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_waiting_past_the_slot_wait_fails_as_overloaded_and_leaks_no_slot() {
+        let pool = pool_waiting_at_most(1, 2, 20);
+        let gate = Gate::new();
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let gate = gate.clone();
+                pool.submit(move || gate.wait())
+            })
+            .collect();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let started = std::time::Instant::now();
+        let waiting: Vec<_> = (0..40)
+            .map(|_| {
+                let (pool, ran) = (pool.clone(), ran.clone());
+                tokio::spawn(async move { pool.submit(move || ran.fetch_add(1, SeqCst)).await })
+            })
+            .collect();
+        for producer in waiting {
+            let err = producer.await.unwrap().unwrap_err();
+            assert!(err.is_overloaded() && !err.is_closed(), "{err}");
+        }
+        // Each gave up after its own 20 ms; generous bound, not a timing goal.
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let stats = pool.stats();
+        assert_eq!((stats.overloaded, stats.waiting_producers, stats.queued + stats.running), (40, 0, 2));
+
+        gate.open();
+        for blocker in blockers {
+            blocker.await.unwrap();
+        }
+        assert_eq!(ran.load(SeqCst), 0, "an overloaded job never runs");
+        // Every slot is free again: as many jobs as the capacity go in without waiting.
+        eventually(|| pool.stats().queued + pool.stats().running == 0).await;
+        let again: Vec<_> = (0..2).map(|i| pool.try_submit(move || i).unwrap()).collect();
+        for (i, job) in again.into_iter().enumerate() {
+            assert_eq!(job.await.unwrap(), i);
+        }
+        assert_eq!(pool.stats().cancelled, 0);
+    }
+
+    #[tokio::test]
+    async fn a_zero_slot_wait_refuses_at_once_when_full() {
+        let pool = pool_waiting_at_most(1, 1, 0);
+        let gate = Gate::new();
+        let blocker = pool.submit({
+            let gate = gate.clone();
+            move || gate.wait()
+        });
+        let err = pool.submit(|| ()).await.unwrap_err();
+        assert!(err.is_overloaded(), "{err}");
+        assert_eq!((pool.stats().overloaded, pool.stats().waiting_producers), (1, 0));
+        gate.open();
+        blocker.await.unwrap();
+        assert_eq!(pool.submit(|| 5).await.unwrap(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slot_freed_within_the_wait_admits_the_job() {
+        let pool = pool_waiting_at_most(1, 1, 10_000);
+        let gate = Gate::new();
+        let blocker = pool.submit({
+            let gate = gate.clone();
+            move || gate.wait()
+        });
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.submit(|| "admitted").await }
+        });
+        eventually(|| pool.stats().waiting_producers == 1).await;
+        gate.open();
+        blocker.await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), "admitted");
+        assert_eq!(pool.stats().overloaded, 0);
     }
 
     #[test]

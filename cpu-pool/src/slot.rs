@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) drained: Notify,
     /// Longest a producer spins for a short job's result; zero never spins.
     spin_wait: Duration,
+    /// Longest a producer waits for a slot; zero never waits.
+    pub(crate) slot_wait: Duration,
     /// A moving estimate of how long recent jobs took from hand-off to
     /// result, in nanoseconds ([`NO_SAMPLE`] before the first): what a
     /// producer deciding whether to spin can expect.
@@ -41,9 +43,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(threads: usize, capacity: usize, spin_wait: Duration) -> Self {
+    pub(crate) fn new(threads: usize, capacity: usize, spin_wait: Duration, slot_wait: Duration) -> Self {
         Shared {
             spin_wait,
+            slot_wait,
             recent_turnaround_nanos: AtomicU64::new(NO_SAMPLE),
             semaphore: Arc::new(Semaphore::new(capacity)),
             threads,
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_given_back_on_drop() {
-        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO));
+        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO, Duration::ZERO));
         let mut a = shared.try_slot().unwrap();
         let b = shared.try_slot().unwrap();
         assert_eq!(shared.held(), 2);
@@ -181,7 +184,7 @@ mod tests {
 
     #[test]
     fn producers_spin_only_for_short_jobs_that_start_at_once() {
-        let shared = Arc::new(Shared::new(1, 4, Duration::from_micros(20)));
+        let shared = Arc::new(Shared::new(1, 4, Duration::from_micros(20), Duration::ZERO));
         assert_eq!(shared.spin_budget(), Some(Duration::from_micros(20)));
 
         // One job holds the only thread: a second would queue behind it.
@@ -207,17 +210,17 @@ mod tests {
         assert!(shared.spin_budget().is_some());
 
         // The first sample is the estimate: a pool of long jobs never spins.
-        let long = Shared::new(1, 4, Duration::from_micros(20));
+        let long = Shared::new(1, 4, Duration::from_micros(20), Duration::ZERO);
         long.record_turnaround(Duration::from_millis(2));
         assert_eq!(long.spin_budget(), None);
 
-        let never = Shared::new(1, 4, Duration::ZERO);
+        let never = Shared::new(1, 4, Duration::ZERO, Duration::ZERO);
         assert_eq!(never.spin_budget(), None);
     }
 
     #[test]
     fn a_closed_pool_hands_out_no_slot() {
-        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO));
+        let shared = Arc::new(Shared::new(1, 2, Duration::ZERO, Duration::ZERO));
         let slot = shared.try_slot().unwrap();
         shared.semaphore.close();
         assert!(matches!(shared.try_slot(), Err(TryAcquireError::Closed)));

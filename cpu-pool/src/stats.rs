@@ -29,6 +29,9 @@ pub struct PoolStats {
     /// Jobs refused: `try_submit` on a full or closed pool, or `submit` on a
     /// closed one.
     pub rejected: u64,
+    /// Jobs whose producer gave up waiting for a slot after
+    /// `cpu.slot_wait_ms`; they never ran.
+    pub overloaded: u64,
     /// Producers waiting for a slot (the backpressure being applied now).
     pub waiting_producers: usize,
     /// Producers that spun for a short job's result and got it without
@@ -43,7 +46,7 @@ pub struct PoolStats {
 pub(crate) struct Counters {
     pub(crate) running: AtomicUsize,
     pub(crate) waiting: AtomicUsize,
-    settled: [AtomicU64; 4],
+    settled: [AtomicU64; Outcome::ALL.len()],
     spins: [AtomicU64; 2],
 }
 
@@ -71,6 +74,7 @@ impl Counters {
             panicked: settled(Outcome::Panicked),
             cancelled: settled(Outcome::Cancelled),
             rejected: settled(Outcome::Rejected),
+            overloaded: settled(Outcome::Overloaded),
             waiting_producers: self.waiting.load(Relaxed),
             spins_to_result: self.spins[SpinOutcome::Result as usize].load(Relaxed),
             spins_then_parked: self.spins[SpinOutcome::Parked as usize].load(Relaxed),

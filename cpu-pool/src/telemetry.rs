@@ -28,10 +28,13 @@ pub(crate) enum Outcome {
     Panicked,
     Cancelled,
     Rejected,
+    /// The producer gave up waiting for a slot (`cpu.slot_wait_ms`).
+    Overloaded,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [Outcome::Completed, Outcome::Panicked, Outcome::Cancelled, Outcome::Rejected];
+    pub(crate) const ALL: [Outcome; 5] =
+        [Outcome::Completed, Outcome::Panicked, Outcome::Cancelled, Outcome::Rejected, Outcome::Overloaded];
 
     const fn as_label(self) -> &'static str {
         match self {
@@ -39,6 +42,7 @@ impl Outcome {
             Outcome::Panicked => "panicked",
             Outcome::Cancelled => "cancelled",
             Outcome::Rejected => "rejected",
+            Outcome::Overloaded => "overloaded",
         }
     }
 }
@@ -71,7 +75,7 @@ pub(crate) struct Telemetry {
     admission_wait: Histogram,
     queue_wait: Histogram,
     duration: Histogram,
-    jobs: [Counter; 4],
+    jobs: [Counter; Outcome::ALL.len()],
     spin_waits: [Counter; 2],
     // What this pool added to the shared gauges, taken back when it goes.
     sizes: (usize, usize),

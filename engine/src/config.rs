@@ -20,6 +20,20 @@ pub const DEFAULT_SHUTDOWN_DEADLINE_MS: u64 = 25_000;
 pub const DEFAULT_THREAD_WORKERS: usize = 16;
 /// Largest `max_in_flight` accepted: each admitted task costs memory.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
+/// Default time a task may run, from its start to its settlement: a minute,
+/// far beyond a healthy poll or delivery (seconds) and short enough that a
+/// task stuck on a peer that never answers frees its in-flight slot.
+pub const DEFAULT_TASK_TIMEOUT_MS: u64 = 60_000;
+/// Longest task timeout a configuration may ask for (engine-wide, a
+/// pipeline's or an item's): an hour. A task that must run longer is a
+/// batch job, and it would be abandoned at every shutdown anyway.
+pub const MAX_TASK_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Whether `ms` is a task timeout the engine accepts: 1 ms to
+/// [`MAX_TASK_TIMEOUT_MS`]. Used for the engine-wide value and for overrides.
+pub fn valid_task_timeout_ms(ms: u64) -> bool {
+    (1..=MAX_TASK_TIMEOUT_MS).contains(&ms)
+}
 
 /// Everything the engine needs to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +51,10 @@ pub struct EngineConfig {
     /// in-flight tasks for all but a few seconds of it, kept for abandoning
     /// the rest and closing).
     pub shutdown_deadline_ms: u64,
+    /// Longest a task may run, from its start; past it the task is cancelled
+    /// at its next await and its item handed back for a retry. A pipeline or
+    /// an item may set its own ([`Delivery::with_timeout`](crate::Delivery::with_timeout)).
+    pub task_timeout_ms: u64,
     /// The CPU pool (`hybrid` only).
     pub cpu: CpuPoolConfig,
     /// Outbound HTTP.
@@ -57,6 +75,7 @@ impl Default for EngineConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             thread_workers: DEFAULT_THREAD_WORKERS,
             shutdown_deadline_ms: DEFAULT_SHUTDOWN_DEADLINE_MS,
+            task_timeout_ms: DEFAULT_TASK_TIMEOUT_MS,
             cpu: CpuPoolConfig::default(),
             http: HttpConfig::default(),
             mysql: None,
@@ -77,6 +96,9 @@ impl EngineConfig {
         }
         if self.thread_workers == 0 {
             return Err(Error::config("thread_workers"));
+        }
+        if !valid_task_timeout_ms(self.task_timeout_ms) {
+            return Err(Error::config("task_timeout_ms"));
         }
         self.cpu.validate().map_err(|e| Error::config_from("cpu", e))?;
         self.http.validate().map_err(Error::io)?;
@@ -100,6 +122,11 @@ impl EngineConfig {
         }
     }
 
+    /// The engine-wide task timeout.
+    pub fn task_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.task_timeout_ms)
+    }
+
     /// What the configured model means for these settings.
     pub(crate) fn plan(&self) -> ModelPlan {
         let sizes = Sizes {
@@ -121,6 +148,16 @@ mod tests {
         assert_eq!(bad.validate().unwrap_err().config_field(), Some("max_in_flight"));
         let bad = EngineConfig { reactor_threads: 0, ..EngineConfig::default() };
         assert_eq!(bad.validate().unwrap_err().config_field(), Some("reactor_threads"));
+        for ms in [0, MAX_TASK_TIMEOUT_MS + 1] {
+            let bad = EngineConfig { task_timeout_ms: ms, ..EngineConfig::default() };
+            assert_eq!(bad.validate().unwrap_err().config_field(), Some("task_timeout_ms"));
+        }
+        EngineConfig { task_timeout_ms: MAX_TASK_TIMEOUT_MS, ..EngineConfig::default() }.validate().unwrap();
+        let slow = EngineConfig {
+            cpu: switchyard_cpu_pool::CpuPoolConfig { slot_wait_ms: u64::MAX, ..Default::default() },
+            ..EngineConfig::default()
+        };
+        assert_eq!(slow.validate().unwrap_err().config_field(), Some("cpu"));
         let bad = EngineConfig { redis: Some(RedisConfig::new("http://x")), ..EngineConfig::default() };
         assert_eq!(bad.validate().unwrap_err().config_field(), Some("redis.url"));
         EngineConfig::default().validate().unwrap();

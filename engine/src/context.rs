@@ -4,6 +4,18 @@
 //! model: `cx.cpu(f)` sends `f` to the CPU pool under `hybrid` and runs it
 //! inline under `reactor-only` and `threads`. It also keeps the task's time
 //! split (CPU-queue wait and CPU time; the rest is I/O wait) for telemetry.
+//!
+//! # Deadlines
+//!
+//! Every task has a deadline: its start plus the engine's `task_timeout_ms`,
+//! or its item's own timeout ([`Delivery::with_timeout`](crate::Delivery::with_timeout)).
+//! The engine drops the task's future at its first await past the deadline;
+//! [`TaskContext::deadline`] and [`TaskContext::cancelled`] let the task see
+//! it coming (to pass a shorter timeout to a peer, or to stop a loop
+//! cleanly). A CPU step already running on the pool cannot be interrupted:
+//! it runs to its end, its result is discarded and its slot returned. A
+//! long step that wants to stop early checks [`TaskContext::is_cancelled`]
+//! itself (the context is `Clone` and `'static`, so the closure can own one).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_cpu_pool::CpuPool;
 use switchyard_io_reactor::{HttpClient, MysqlPool, RedisClient, StallWatchdog};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::io::IoClients;
 
@@ -43,7 +56,20 @@ impl CpuTimes {
     }
 }
 
-/// A task's handle on the engine: CPU hand-off and the I/O clients.
+/// What the engine tells one task about itself: its attempt, its deadline,
+/// what cancels it, and where its CPU time is counted.
+pub(crate) struct TaskScope {
+    pub(crate) times: Arc<CpuTimes>,
+    pub(crate) attempt: u32,
+    /// On tokio's clock, so tests on paused time see the same deadline the
+    /// engine enforces.
+    pub(crate) deadline: tokio::time::Instant,
+    /// The run's abandon signal (shutdown past its deadline).
+    pub(crate) abandon: CancellationToken,
+}
+
+/// A task's handle on the engine: CPU hand-off, the I/O clients, and its
+/// deadline.
 #[derive(Clone)]
 pub struct TaskContext {
     placement: CpuPlacement,
@@ -51,6 +77,8 @@ pub struct TaskContext {
     watchdog: Option<StallWatchdog>,
     times: Arc<CpuTimes>,
     attempt: u32,
+    deadline: tokio::time::Instant,
+    abandon: CancellationToken,
 }
 
 impl TaskContext {
@@ -58,10 +86,10 @@ impl TaskContext {
         placement: CpuPlacement,
         io: IoClients,
         watchdog: Option<StallWatchdog>,
-        times: Arc<CpuTimes>,
-        attempt: u32,
+        scope: TaskScope,
     ) -> Self {
-        TaskContext { placement, io, watchdog, times, attempt }
+        let TaskScope { times, attempt, deadline, abandon } = scope;
+        TaskContext { placement, io, watchdog, times, attempt, deadline, abandon }
     }
 
     /// Runs a CPU step and returns its result. Under `hybrid` this waits
@@ -118,6 +146,38 @@ impl TaskContext {
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
+
+    /// When the engine cancels this task: its start plus its timeout.
+    pub fn deadline(&self) -> Instant {
+        self.deadline.into_std()
+    }
+
+    /// Time left before the deadline (zero once it has passed): a bound to
+    /// hand a peer, so a request gives up before the task is cancelled.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// Whether the task is being cancelled: its deadline has passed, or
+    /// shutdown is abandoning it. For CPU steps that check now and then.
+    pub fn is_cancelled(&self) -> bool {
+        self.abandon.is_cancelled() || tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// Resolves when the task is cancelled: its deadline passes, or shutdown
+    /// abandons it. The engine drops the task at its next await then anyway;
+    /// this is for work the task wants to wind down itself (a helper it
+    /// spawned, a loop it would rather leave between two steps). Owns what
+    /// it needs, so it can be moved into a spawned future.
+    pub fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (deadline, abandon) = (self.deadline, self.abandon.clone());
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = abandon.cancelled() => {}
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TaskContext {
@@ -129,6 +189,7 @@ impl std::fmt::Debug for TaskContext {
         f.debug_struct("TaskContext")
             .field("cpu", &cpu)
             .field("attempt", &self.attempt)
+            .field("remaining", &self.remaining())
             .field("mysql", &self.io.mysql.is_some())
             .field("redis", &self.io.redis.is_some())
             .finish_non_exhaustive()

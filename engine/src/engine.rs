@@ -198,7 +198,7 @@ impl Engine {
         let task: TaskFn<S::Item> = Arc::new(move |cx, item| Box::pin(task(cx, item)));
         let (config, plan) = (&self.inner.config, self.inner.plan);
         let handle = self.handle().clone();
-        let shared = RunShared::new(self.inner.metrics.clone());
+        let shared = RunShared::new(self.inner.metrics.clone(), config.task_timeout());
         let (mut mysql, mut workers) = (None, None);
         let dispatch = match plan.driver {
             Driver::Workers(count) => {

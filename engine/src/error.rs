@@ -10,6 +10,8 @@ enum Kind {
     Config(String),
     /// The CPU pool refused or lost a job.
     Cpu,
+    /// No CPU slot came free within `cpu.slot_wait_ms`.
+    Overloaded,
     /// An I/O component failed to start.
     Io,
     /// A CPU step panicked (inline models).
@@ -49,6 +51,9 @@ impl Error {
         if source.is_closed() {
             return Error { kind: Kind::Closed, source: Some(source.into()) };
         }
+        if source.is_overloaded() {
+            return Error { kind: Kind::Overloaded, source: Some(source.into()) };
+        }
         Error { kind: Kind::Cpu, source: Some(source.into()) }
     }
     pub(crate) fn io(source: switchyard_io_reactor::Error) -> Self {
@@ -82,6 +87,13 @@ impl Error {
     pub fn is_panicked(&self) -> bool {
         matches!(self.kind, Kind::Panicked(_))
     }
+    /// A CPU step waited `cpu.slot_wait_ms` for a CPU slot and got none: the
+    /// pool is saturated. The step never ran; nothing is held on its behalf.
+    /// A task that would rather try again later returns
+    /// [`TaskError::retry_after`](crate::TaskError::retry_after) for it.
+    pub fn is_overloaded(&self) -> bool {
+        matches!(self.kind, Kind::Overloaded)
+    }
     /// The engine (or its CPU pool) is shut down.
     pub fn is_closed(&self) -> bool {
         matches!(self.kind, Kind::Closed)
@@ -97,6 +109,8 @@ impl fmt::Display for Error {
         match &self.kind {
             Kind::Config(field) => write!(f, "invalid configuration: {field}")?,
             Kind::Cpu => f.write_str("cpu pool error")?,
+            // The pool's message says how long and which key.
+            Kind::Overloaded => f.write_str("cpu step refused")?,
             Kind::Io => f.write_str("i/o component failed")?,
             Kind::Panicked(message) => return f.write_str(message),
             Kind::NotConfigured(component) => write!(f, "{component} is not configured")?,
@@ -118,5 +132,24 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_ref().map(|e| &**e as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_cpu_pool::{CpuPool, CpuPoolConfig};
+
+    #[tokio::test]
+    async fn a_cpu_slot_wait_past_its_bound_is_an_overloaded_engine_error() {
+        let config = CpuPoolConfig { threads: 1, queue_capacity: 1, slot_wait_ms: 0, ..Default::default() };
+        let pool = CpuPool::new(&config).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let blocker = pool.submit(move || rx.recv().ok());
+        let err = Error::cpu(pool.submit(|| ()).await.unwrap_err());
+        assert!(err.is_overloaded() && !err.is_closed() && !err.is_panicked(), "{err:?}");
+        assert!(err.to_string().contains("cpu.slot_wait_ms"), "{err}");
+        drop(tx);
+        blocker.await.unwrap();
     }
 }

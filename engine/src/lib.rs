@@ -31,6 +31,25 @@
 //! # Ok::<_, switchyard::Error>(())
 //! ```
 //!
+//! # Deadlines and overload
+//!
+//! Every task runs under a deadline: its start plus
+//! [`EngineConfig::task_timeout_ms`] (60 s by default, at most an hour), or
+//! its item's own timeout ([`Delivery::with_timeout`],
+//! [`MemoryProducer::send_with_timeout`], [`source::WithTimeouts`]). The
+//! task sees it ([`TaskContext::deadline`], [`TaskContext::remaining`],
+//! [`TaskContext::cancelled`]); the engine drops the task at its first await
+//! past it, settles it as timed out (its item is nacked with a growing
+//! delay, so a durable source delivers it again), counts it
+//! (`switchyard_tasks_total{outcome="timed_out"}`) and keeps the last ones
+//! ([`Running::recent_timeouts`]). A CPU step already running cannot be
+//! interrupted: it runs to its end, its result is dropped and its CPU slot
+//! returned.
+//!
+//! A CPU step waits at most `cpu.slot_wait_ms` (5 s by default) for a slot
+//! on the pool; past it the step fails, unrun, with an [`Error`] for which
+//! [`Error::is_overloaded`] is true.
+//!
 //! The same task code runs under three [`ExecutionModel`]s: `hybrid` (the
 //! product), `reactor-only` (gevent's shape) and `threads` (prefork's shape),
 //! which is how the benchmarks compare them.
@@ -52,14 +71,18 @@ pub mod source;
 pub mod telemetry;
 
 pub use config::{
-    EngineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS, DEFAULT_SHUTDOWN_DEADLINE_MS,
-    DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    valid_task_timeout_ms, EngineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REACTOR_THREADS,
+    DEFAULT_SHUTDOWN_DEADLINE_MS, DEFAULT_TASK_TIMEOUT_MS, DEFAULT_THREAD_WORKERS, MAX_IN_FLIGHT_LIMIT,
+    MAX_TASK_TIMEOUT_MS,
 };
 pub use context::TaskContext;
 pub use engine::{Engine, EngineBuilder};
 pub use error::Error;
 pub use model::{ExecutionModel, ModelSpec, ThreadKnob};
-pub use run::{FailureRecord, RunReport, RunStats, Running, TaskError};
+pub use run::{
+    timed_out_retry_delay, FailureRecord, RunReport, RunStats, Running, TaskError, TimeoutRecord,
+    RECENT_TIMEOUTS,
+};
 pub use source::{Delivery, MemoryProducer, MemorySource, Settle, Source};
 
 pub use switchyard_cpu_pool as cpu_pool;

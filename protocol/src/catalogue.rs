@@ -163,8 +163,8 @@ pub const CPU_JOB_DURATION: MetricDef = histogram(
 /// Jobs finished, by outcome.
 pub const CPU_JOBS: MetricDef = counter(
     "switchyard_cpu_jobs_total",
-    "CPU jobs settled, by outcome.",
-    &[outcome(&["completed", "panicked", "cancelled", "rejected"])],
+    "CPU jobs settled, by outcome (overloaded: no slot came free within cpu.slot_wait_ms; the job never ran).",
+    &[outcome(&["completed", "panicked", "cancelled", "rejected", "overloaded"])],
 );
 
 /// Producers that spun for a short job's result, by how the spin ended.
@@ -289,8 +289,8 @@ pub const TASKS_MAX_IN_FLIGHT: MetricDef =
 /// Tasks settled, by outcome.
 pub const TASKS: MetricDef = counter(
     "switchyard_tasks_total",
-    "Tasks settled, by outcome.",
-    &[outcome(&["ok", "failed", "retried", "panicked", "abandoned"])],
+    "Tasks settled, by outcome (timed_out: cancelled at its deadline and handed back for a retry).",
+    &[outcome(&["ok", "failed", "retried", "panicked", "abandoned", "timed_out"])],
 );
 /// Whole task time, from admission to settlement.
 pub const TASK_DURATION: MetricDef = histogram(

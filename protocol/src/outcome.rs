@@ -16,16 +16,21 @@ pub enum TaskOutcome {
     /// Shutdown's deadline passed before the task finished; the item was not
     /// settled, so a durable source delivers it again.
     Abandoned,
+    /// The task passed its deadline and was cancelled at its next await; the
+    /// item was handed back for a later attempt (the source's delivery
+    /// budget bounds how often).
+    TimedOut,
 }
 
 impl TaskOutcome {
     /// Every outcome, in a stable order.
-    pub const ALL: [TaskOutcome; 5] = [
+    pub const ALL: [TaskOutcome; 6] = [
         TaskOutcome::Ok,
         TaskOutcome::Failed,
         TaskOutcome::Retried,
         TaskOutcome::Panicked,
         TaskOutcome::Abandoned,
+        TaskOutcome::TimedOut,
     ];
 
     /// The outcome's position in [`TaskOutcome::ALL`], for per-outcome arrays.
@@ -41,6 +46,7 @@ impl TaskOutcome {
             TaskOutcome::Retried => "retried",
             TaskOutcome::Panicked => "panicked",
             TaskOutcome::Abandoned => "abandoned",
+            TaskOutcome::TimedOut => "timed_out",
         }
     }
 }

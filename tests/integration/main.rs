@@ -2,6 +2,7 @@
 
 mod backpressure;
 mod dashboards;
+mod deadlines;
 mod dependencies;
 mod durable;
 mod durable_restart;

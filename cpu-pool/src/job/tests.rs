@@ -51,7 +51,7 @@ async fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
 }
 
 fn spinning_pool(threads: usize, spin_wait_us: u64) -> CpuPool {
-    let config = crate::CpuPoolConfig { threads, queue_capacity: 0, spin_wait_us };
+    let config = crate::CpuPoolConfig { threads, queue_capacity: 0, spin_wait_us, ..Default::default() };
     CpuPool::new(&config).unwrap()
 }
 

@@ -36,7 +36,7 @@ fn every_metric_is_in_the_catalogue_with_its_kind_and_labels() {
     let recorder = Registrations::default();
     metrics::with_local_recorder(&recorder, || drop(Telemetry::new(2, 8)));
     let registered = recorder.0.into_inner().unwrap();
-    assert_eq!(registered.len(), 13);
+    assert_eq!(registered.len(), 14);
     for (kind, key) in &registered {
         let def = catalogue::find(key.name()).unwrap_or_else(|| panic!("{} not catalogued", key.name()));
         assert_eq!(def.kind, *kind, "{}", def.name);

@@ -16,6 +16,17 @@ use crate::template::Template;
 
 /// Default most items one poll may return before it is refused.
 pub const DEFAULT_MAX_ITEMS_PER_POLL: usize = 10_000;
+/// Largest `source.max_items` a configuration may ask for: every item of a
+/// poll is parsed, transformed and fingerprinted in one CPU step, which holds
+/// a pool thread for all of them.
+pub const MAX_ITEMS_PER_POLL_LIMIT: usize = 100_000;
+/// Most rounds a fingerprint step may chain: about 0.6 s of SHA-256 per item
+/// (25,000 times PZ-1's CPU knob), enough to model a heavy transform.
+pub const MAX_FINGERPRINT_ROUNDS: u32 = 10_000_000;
+/// Most fingerprint rounds one poll may ask for, `rounds x source.max_items`:
+/// about a minute of one core (the default task timeout), since a poll's
+/// items are transformed in one CPU step that cannot be interrupted.
+pub const MAX_FINGERPRINT_ROUNDS_PER_POLL: u64 = 1_000_000_000;
 /// Default most ids a durable pipeline remembers (the newest first seen).
 pub const DEFAULT_DEDUP_MAX_IDS: usize = 100_000;
 /// Default longest a durable pipeline remembers an id: 30 days.
@@ -48,6 +59,10 @@ pub struct PipelineConfig {
     /// How much dedup state a durable pipeline keeps.
     #[serde(default)]
     pub dedup: DedupConfig,
+    /// This pipeline's task timeout (each poll, each durable delivery),
+    /// instead of the engine's `task_timeout_ms`: 1 ms to one hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_timeout_ms: Option<u64>,
 }
 
 /// The bounds of a durable pipeline's dedup state. An id beyond them that
@@ -172,8 +187,11 @@ impl PipelineConfig {
                 "a JSON pointer starts with '/'",
             ));
         }
-        if self.source.max_items == 0 {
-            return Err(ConfigError::new(format!("{key}.source.max_items"), "must be at least 1"));
+        if !(1..=MAX_ITEMS_PER_POLL_LIMIT).contains(&self.source.max_items) {
+            return Err(ConfigError::new(format!("{key}.source.max_items"), "must be 1 to 100,000"));
+        }
+        if self.task_timeout_ms.is_some_and(|ms| !switchyard::valid_task_timeout_ms(ms)) {
+            return Err(ConfigError::new(format!("{key}.task_timeout_ms"), "must be 1 ms to one hour"));
         }
         if !(1..=MAX_ACTION_ATTEMPTS).contains(&self.action.max_attempts) {
             return Err(ConfigError::new(
@@ -217,8 +235,18 @@ impl PipelineConfig {
             }
         }
         for (i, step) in self.steps.iter().enumerate() {
-            if let StepConfig::Fingerprint { rounds: 0 } = step {
-                return Err(ConfigError::new(format!("{key}.steps[{i}].rounds"), "must be at least 1"));
+            if let StepConfig::Fingerprint { rounds } = step {
+                let key = format!("{key}.steps[{i}].rounds");
+                if !(1..=MAX_FINGERPRINT_ROUNDS).contains(rounds) {
+                    return Err(ConfigError::new(key, "must be 1 to 10,000,000"));
+                }
+                let per_poll = u64::from(*rounds).saturating_mul(self.source.max_items as u64);
+                if per_poll > MAX_FINGERPRINT_ROUNDS_PER_POLL {
+                    return Err(ConfigError::new(
+                        key,
+                        "rounds x source.max_items must be at most 1,000,000,000 (about a minute of CPU per poll)",
+                    ));
+                }
             }
         }
         Ok(())
@@ -245,6 +273,11 @@ impl PipelineConfig {
             max_ids: self.dedup.max_ids,
             max_age: std::time::Duration::from_millis(self.dedup.max_age_ms),
         }
+    }
+
+    /// This pipeline's task timeout, when it sets one.
+    pub fn task_timeout(&self) -> Option<std::time::Duration> {
+        self.task_timeout_ms.map(std::time::Duration::from_millis)
     }
 
     /// Rounds of the fingerprint step (1 when there is none).

@@ -79,7 +79,7 @@ pub use event::{poll_event_ids, write_poll_body, Event, PollBody, EPOCH_RFC3339,
 pub use ideal::{slowdown, IdealClock};
 pub use params::{
     Params, DEFAULT_ALPHA, DEFAULT_BASE_MS, DEFAULT_DRAIN_S, DEFAULT_DURATION_S, DEFAULT_FRESH,
-    DEFAULT_ITEMS, DEFAULT_MAX_MS, DEFAULT_RATE, DEFAULT_ROUNDS, DEFAULT_WARMUP_S,
+    DEFAULT_ITEMS, DEFAULT_MAX_MS, DEFAULT_RATE, DEFAULT_ROUNDS, DEFAULT_WARMUP_S, MAX_ITEMS, MAX_ROUNDS,
 };
 pub use pipeline::{pz1_pipeline, pz1_steps, Pz1Requests, Pz1Transform, PZ1_SEEN_PREFIX, PZ_RUNS_TABLE};
 pub use report::{

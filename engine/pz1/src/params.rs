@@ -25,6 +25,10 @@ pub const DEFAULT_BASE_MS: f64 = 120.0;
 pub const DEFAULT_ALPHA: f64 = 2.5;
 /// Default `max_ms`: cap of one upstream delay.
 pub const DEFAULT_MAX_MS: u64 = 5000;
+/// Most `items` per poll: the whole poll is transformed in one CPU step.
+pub const MAX_ITEMS: u64 = 10_000;
+/// Most `rounds` per item, as for a configured pipeline's fingerprint step.
+pub const MAX_ROUNDS: u32 = switchyard_pipeline::MAX_FINGERPRINT_ROUNDS;
 
 /// The parameters of a PZ-1 run, named as in the spec (units in the names).
 ///
@@ -92,14 +96,18 @@ impl Params {
         if !non_negative(self.drain_s) {
             return Err(ParamsError::new("drain_s", "must be a finite number at least 0"));
         }
-        if self.items == 0 {
-            return Err(ParamsError::new("items", "must be at least 1"));
+        if !(1..=MAX_ITEMS).contains(&self.items) {
+            return Err(ParamsError::new("items", "must be 1 to 10,000"));
         }
         if self.fresh == 0 || self.fresh > self.items {
             return Err(ParamsError::new("fresh", "must be at least 1 and at most items"));
         }
-        if self.rounds == 0 {
-            return Err(ParamsError::new("rounds", "must be at least 1"));
+        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
+            return Err(ParamsError::new("rounds", "must be 1 to 10,000,000"));
+        }
+        let per_poll = u64::from(self.rounds).saturating_mul(self.items);
+        if per_poll > switchyard_pipeline::MAX_FINGERPRINT_ROUNDS_PER_POLL {
+            return Err(ParamsError::new("rounds", "rounds x items must be at most 1,000,000,000"));
         }
         if !non_negative(self.base_ms) {
             return Err(ParamsError::new("base_ms", "must be a finite number at least 0"));
@@ -169,7 +177,10 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let cases: [(&str, Params); 12] = [
+        let cases: [(&str, Params); 15] = [
+            ("rounds", Params { rounds: 100_001, items: MAX_ITEMS, fresh: 1, ..Params::default() }),
+            ("items", Params { items: MAX_ITEMS + 1, fresh: 1, ..Params::default() }),
+            ("rounds", Params { rounds: MAX_ROUNDS + 1, ..Params::default() }),
             ("rate", Params { rate: 0.0, ..Params::default() }),
             ("rate", Params { rate: f64::INFINITY, ..Params::default() }),
             ("duration_s", Params { duration_s: -1.0, ..Params::default() }),
@@ -191,6 +202,8 @@ mod tests {
         Params { warmup_s: 0.0, drain_s: 0.0, base_ms: 0.0, fresh: 50, ..Params::default() }
             .validate()
             .unwrap();
+        Params { items: MAX_ITEMS, rounds: 100_000 - 1, ..Params::default() }.validate().unwrap();
+        Params { items: 100, rounds: MAX_ROUNDS, ..Params::default() }.validate().unwrap();
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const BUILT_IN_UPSTREAM_RANGE: &str = "127.0.0.1/32";
 pub const DEFAULT_PZ1_POLL_PERIOD_MS: u64 = 2_000;
 /// Default number of built-in PZ-1 zaps (50 polls a second).
 pub const DEFAULT_PZ1_ZAPS: u64 = 100;
+/// Most built-in PZ-1 zaps: each is a schedule entry and a poll in flight.
+pub const MAX_PZ1_ZAPS: u64 = 100_000;
 
 /// The whole service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,8 +169,8 @@ impl ServiceConfig {
         })?;
         self.resolved_engine()?;
         let p = &self.pz1;
-        if p.zaps == 0 {
-            return Err(ConfigError::new("pz1.zaps", "must be at least 1"));
+        if !(1..=MAX_PZ1_ZAPS).contains(&p.zaps) {
+            return Err(ConfigError::new("pz1.zaps", "must be 1 to 100,000"));
         }
         if p.poll_period_ms == 0 {
             return Err(ConfigError::new("pz1.poll_period_ms", "must be at least 1"));
@@ -341,6 +343,25 @@ mod tests {
         let zero_cpu =
             ServiceConfig::parse("[engine.cpu]\nthreads = 100000\n").unwrap().validate().unwrap_err();
         assert_eq!(zero_cpu.key(), "engine.cpu");
+    }
+
+    #[test]
+    fn deadlines_and_cpu_heavy_values_are_bounded_and_name_their_key() {
+        let key =
+            |text: &str| ServiceConfig::parse(text).unwrap().validate().err().map(|e| e.key().to_string());
+        assert_eq!(key("[engine]\ntask_timeout_ms = 0\n").as_deref(), Some("engine.task_timeout_ms"));
+        assert_eq!(key("[engine]\ntask_timeout_ms = 3600001\n").as_deref(), Some("engine.task_timeout_ms"));
+        assert_eq!(key("[engine]\ntask_timeout_ms = 30000\n"), None);
+        let slot_wait = key("[engine.cpu]\nslot_wait_ms = 600001\n").unwrap();
+        assert_eq!(slot_wait, "engine.cpu");
+        let err =
+            ServiceConfig::parse("[engine.cpu]\nslot_wait_ms = 600001\n").unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("cpu.slot_wait_ms"), "{err}");
+        assert_eq!(key("[pz1]\nrounds = 10000001\n").as_deref(), Some("pz1.rounds"));
+        assert_eq!(key("[pz1]\nrounds = 1000000\nitems = 10000\n").as_deref(), Some("pz1.rounds"));
+        assert_eq!(key("[pz1]\nitems = 10001\n").as_deref(), Some("pz1.items"));
+        assert_eq!(key("[pz1]\nzaps = 100001\n").as_deref(), Some("pz1.zaps"));
+        assert_eq!(key("[engine.cpu]\nqueue_capacity = 1000001\n").as_deref(), Some("engine.cpu"));
     }
 
     #[test]

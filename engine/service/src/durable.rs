@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use switchyard::io_reactor::{MysqlPool, RedisClient, RedisConfig};
-use switchyard::source::{StreamConfig, StreamSource};
+use switchyard::source::{StreamConfig, StreamSource, WithTimeouts};
 use switchyard::{Engine, RunReport, Running, TaskContext, TaskError};
 use switchyard_pipeline::{
     create_runs_table, Backoff, DeliveryJob, MemoryStores, NoRunLog, Outbox, Pipeline, PollJob, Stores,
@@ -59,6 +59,8 @@ struct Durable {
     outbox: Outbox,
     backoff: Backoff,
     max_attempts: u32,
+    /// The pipeline's own task timeout, if it sets one.
+    timeout: Option<Duration>,
 }
 
 /// The durable service's two streams, named from the key prefix.
@@ -121,6 +123,7 @@ pub(crate) async fn run(
                 max: Duration::from_millis(a.max_backoff_ms),
             },
             max_attempts: a.max_attempts,
+            timeout: pc.task_timeout(),
         };
         schedule.push((pc.name.clone(), Duration::from_millis(pc.source.poll_interval_ms)));
         by_name.insert(pc.name.clone(), durable);
@@ -183,6 +186,11 @@ async fn start_polls(
     by_name: Arc<HashMap<String, Durable>>,
     latency: Arc<LatencyWindow>,
 ) -> Result<Running, ServiceError> {
+    // Each poll runs under its pipeline's task timeout, else the engine's. A
+    // poll that times out is nacked like any failure: its entry comes back
+    // (up to the stream's delivery budget, then a dead letter), never lost.
+    let timeouts = by_name.clone();
+    let source = WithTimeouts::new(source, move |e: &PollEntry| timeouts.get(&e.pipeline)?.timeout);
     let running = engine
         .start(source, move |cx: TaskContext, entry: PollEntry| {
             let (by_name, latency) = (by_name.clone(), latency.clone());
@@ -211,6 +219,10 @@ async fn start_deliveries(
     source: StreamSource<DeliveryJob>,
     by_name: Arc<HashMap<String, Durable>>,
 ) -> Result<Running, ServiceError> {
+    // A delivery that times out is nacked, so it comes back like a retry;
+    // the stream's delivery budget is its backstop.
+    let timeouts = by_name.clone();
+    let source = WithTimeouts::new(source, move |j: &DeliveryJob| timeouts.get(&j.pipeline)?.timeout);
     let running = engine
         .start(source, move |cx: TaskContext, job: DeliveryJob| {
             let by_name = by_name.clone();

@@ -19,7 +19,7 @@ mod status;
 pub use config::{
     DurableConfig, PipelineState, Pz1Default, ServiceConfig, BUILT_IN_UPSTREAM_RANGE,
     DEFAULT_DELIVERIES_MAX_LEN, DEFAULT_DURABLE_KEY_PREFIX, DEFAULT_PZ1_POLL_PERIOD_MS, DEFAULT_PZ1_ZAPS,
-    DEFAULT_SCHEDULER_TICK_MS,
+    DEFAULT_SCHEDULER_TICK_MS, MAX_PZ1_ZAPS,
 };
 pub use durable::{redis_config, stream_configs, PollEntry};
 pub use endpoints::{Endpoints, DEFAULT_LISTEN_ADDR};
@@ -30,6 +30,6 @@ pub use runner::{
 };
 pub use status::{
     CpuStatus, FailureStatus, LatencyWindow, MysqlStatus, PipelineStatus, ReactorStatus, StatusSnapshot,
-    StatusSource, StreamStatus, TaskStatus,
+    StatusSource, StreamStatus, TaskStatus, TimeoutStatus,
 };
 pub use switchyard_pipeline::{ConfigError, PipelineConfig};

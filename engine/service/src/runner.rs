@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::source::{ScheduleEntry, ScheduleSource};
+use switchyard::source::{ScheduleEntry, ScheduleSource, WithTimeouts};
 use switchyard::{Engine, RunReport, TaskContext, TaskError};
 use switchyard_io_reactor::MysqlPool;
 use switchyard_pipeline::{create_runs_table, MemoryStores, Pipeline, PollJob, Stores};
@@ -49,6 +49,8 @@ struct Trigger {
     pipeline: Arc<Pipeline>,
     name: String,
     seq: AtomicU64,
+    /// The pipeline's own task timeout, if it sets one.
+    timeout: Option<Duration>,
 }
 
 /// How a run ends: a signal (`stop`), or after `max_tasks` settled tasks.
@@ -68,7 +70,7 @@ impl RunLimits {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {
                     let s = settled();
-                    if self.max_tasks.is_some_and(|max| s.ok + s.failed + s.panicked >= max) {
+                    if self.max_tasks.is_some_and(|max| s.ok + s.failed + s.panicked + s.timed_out >= max) {
                         return;
                     }
                 }
@@ -109,7 +111,7 @@ pub async fn run_service(
         for i in 0..config.pz1.zaps {
             // Spread first polls over one period, as the workload's schedule does.
             let first_after = period.mul_f64(i as f64 / config.pz1.zaps as f64);
-            entries.push(entry(&pipeline, format!("z{i}"), period, first_after));
+            entries.push(entry(&pipeline, format!("z{i}"), period, first_after, None));
         }
         pipelines.push(pipeline);
         upstream = Some(up);
@@ -123,7 +125,7 @@ pub async fn run_service(
             let stores = stores_for(SERVICE_SEEN_PREFIX, SERVICE_RUNS_TABLE);
             let pipeline = Pipeline::from_config(pc, &format!("pipelines[{i}]"), stores, &run_id)?;
             let period = Duration::from_millis(pc.source.poll_interval_ms);
-            entries.push(entry(&pipeline, pc.name.clone(), period, Duration::ZERO));
+            entries.push(entry(&pipeline, pc.name.clone(), period, Duration::ZERO, pc.task_timeout()));
             pipelines.push(pipeline);
         }
         SERVICE_RUNS_TABLE
@@ -134,8 +136,10 @@ pub async fn run_service(
 
     let latency = Arc::new(LatencyWindow::default());
     let task_latency = latency.clone();
+    // Each poll runs under its pipeline's task timeout, else the engine's.
+    let source = WithTimeouts::new(ScheduleSource::new(entries), |t: &Arc<Trigger>| t.timeout);
     let running = engine
-        .start(ScheduleSource::new(entries), move |cx: TaskContext, trigger: Arc<Trigger>| {
+        .start(source, move |cx: TaskContext, trigger: Arc<Trigger>| {
             let latency = task_latency.clone();
             async move {
                 let seq = trigger.seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -170,9 +174,10 @@ fn entry(
     name: String,
     period: Duration,
     first_after: Duration,
+    timeout: Option<Duration>,
 ) -> ScheduleEntry<Arc<Trigger>> {
     let trigger =
-        Arc::new(Trigger { pipeline: pipeline.clone(), name: name.clone(), seq: AtomicU64::new(0) });
+        Arc::new(Trigger { pipeline: pipeline.clone(), name: name.clone(), seq: AtomicU64::new(0), timeout });
     ScheduleEntry { job: trigger, label: name, period, first_after }
 }
 

@@ -1,6 +1,7 @@
 //! `/status`: what an operator asks first, as JSON: busy against capacity on
 //! both sides, queue depths, the oldest task in flight, per-pipeline counts
-//! and the last failures with their reasons.
+//! the last failures with their reasons, and the last tasks cancelled at
+//! their deadline.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,9 @@ pub struct StatusSnapshot {
     pub streams: Vec<StreamStatus>,
     /// Most recent failures, oldest first.
     pub recent_failures: Vec<FailureStatus>,
+    /// Most recent tasks cancelled at their deadline (at most 20 per run),
+    /// oldest first.
+    pub recent_timeouts: Vec<TimeoutStatus>,
 }
 
 /// Admission and outcomes.
@@ -73,6 +77,10 @@ pub struct TaskStatus {
     pub retried: u64,
     pub panicked: u64,
     pub abandoned: u64,
+    /// Cancelled at their deadline and handed back for a retry.
+    pub timed_out: u64,
+    /// The engine-wide task timeout (a pipeline may set its own).
+    pub task_timeout_ms: u64,
     /// Age of the longest-running admitted task.
     pub oldest_in_flight_s: f64,
 }
@@ -90,6 +98,10 @@ pub struct CpuStatus {
     pub completed: u64,
     pub panicked: u64,
     pub rejected: u64,
+    /// CPU steps that waited `cpu.slot_wait_ms` for a slot and failed as overloaded.
+    pub overloaded: u64,
+    /// How long a CPU step may wait for a slot.
+    pub slot_wait_ms: u64,
 }
 
 /// The reactor side.
@@ -118,6 +130,34 @@ pub struct FailureStatus {
     pub task: String,
     pub outcome: &'static str,
     pub reason: String,
+}
+
+/// One task cancelled at its deadline.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TimeoutStatus {
+    /// The task's label: the pipeline (a poll) or the pipeline and item (a delivery).
+    pub task: String,
+    /// The timeout it ran under.
+    pub timeout_ms: u64,
+    /// When its deadline was, milliseconds since the Unix epoch.
+    pub deadline_unix_ms: u64,
+    /// How far past the deadline it was when cancelled.
+    pub over_by_ms: u64,
+    /// Which delivery of its item it was.
+    pub attempt: u32,
+}
+
+impl From<switchyard::TimeoutRecord> for TimeoutStatus {
+    fn from(t: switchyard::TimeoutRecord) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        TimeoutStatus {
+            task: t.label,
+            timeout_ms: ms(t.timeout),
+            deadline_unix_ms: t.deadline_unix_ms,
+            over_by_ms: ms(t.overrun),
+            attempt: t.attempt,
+        }
+    }
 }
 
 /// Task latencies of the recent past: two 10-second windows, the current
@@ -196,6 +236,8 @@ impl StatusSource {
                 completed: s.completed,
                 panicked: s.panicked,
                 rejected: s.rejected,
+                overloaded: s.overloaded,
+                slot_wait_ms: self.engine.config().cpu.slot_wait_ms,
             }
         });
         let watchdog = self.engine.watchdog();
@@ -213,6 +255,8 @@ impl StatusSource {
                 retried: run.retried,
                 panicked: run.panicked,
                 abandoned: run.abandoned,
+                timed_out: run.timed_out,
+                task_timeout_ms: self.engine.config().task_timeout_ms,
                 oldest_in_flight_s: self
                     .runs
                     .iter()
@@ -252,8 +296,17 @@ impl StatusSource {
                 .flat_map(|r| r.recent_failures())
                 .map(|f| FailureStatus { task: f.label, outcome: f.outcome.as_label(), reason: f.reason })
                 .collect(),
+            recent_timeouts: recent_timeouts(&self.runs),
         }
     }
+}
+
+/// The runs' recent timeouts, oldest first by deadline.
+fn recent_timeouts(runs: &[Arc<Running>]) -> Vec<TimeoutStatus> {
+    let mut all: Vec<TimeoutStatus> =
+        runs.iter().flat_map(|r| r.recent_timeouts()).map(TimeoutStatus::from).collect();
+    all.sort_by_key(|t| t.deadline_unix_ms);
+    all
 }
 
 /// Two runs' counters as one.
@@ -267,6 +320,7 @@ pub(crate) fn add_stats(a: switchyard::RunStats, b: switchyard::RunStats) -> swi
         retried: a.retried + b.retried,
         panicked: a.panicked + b.panicked,
         abandoned: a.abandoned + b.abandoned,
+        timed_out: a.timed_out + b.timed_out,
         source_errors: a.source_errors + b.source_errors,
     }
 }
@@ -274,6 +328,23 @@ pub(crate) fn add_stats(a: switchyard::RunStats, b: switchyard::RunStats) -> swi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_is_shown_in_milliseconds() {
+        let record = switchyard::TimeoutRecord {
+            label: "orders".to_string(),
+            timeout: Duration::from_secs(30),
+            deadline_unix_ms: 1_700_000_000_000,
+            overrun: Duration::from_micros(2_500),
+            attempt: 2,
+        };
+        let shown = serde_json::to_value(TimeoutStatus::from(record)).unwrap();
+        let expected = serde_json::json!({
+            "task": "orders", "timeout_ms": 30_000, "deadline_unix_ms": 1_700_000_000_000u64,
+            "over_by_ms": 2, "attempt": 2
+        });
+        assert_eq!(shown, expected);
+    }
 
     #[test]
     fn the_latency_window_reports_recent_p99() {

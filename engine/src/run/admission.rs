@@ -66,8 +66,7 @@ pub(crate) fn spawn_admission<S: Source>(
                 match &dispatch {
                     Dispatch::Spawn { handle, placement, io, watchdog } => {
                         let (placement, io, watchdog) = (placement.clone(), io.clone(), watchdog.clone());
-                        let make_cx =
-                            move |times, attempt| TaskContext::new(placement, io, watchdog, times, attempt);
+                        let make_cx = move |scope| TaskContext::new(placement, io, watchdog, scope);
                         handle.spawn(run_task(id, delivery, permit, make_cx, task.clone(), shared.clone()));
                     }
                     Dispatch::Workers(tx) => {

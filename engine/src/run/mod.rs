@@ -7,6 +7,19 @@
 //! settles its item: ack on success, nack with a delay when the task asked
 //! for a retry, fail (with the reason) otherwise.
 //!
+//! # Deadlines
+//!
+//! Each task runs under a deadline (its item's timeout, else the engine's
+//! `task_timeout_ms`, counted from the task's start). Past it the task's
+//! future is dropped at its next await, and the task settles as
+//! `timed_out`: its item is handed back (nacked) with a delay that doubles
+//! per attempt ([`timed_out_retry_delay`]), so a durable source redelivers
+//! it and its delivery budget, not this engine, decides when to give up.
+//! The run counts timed-out tasks and keeps the most recent ones
+//! ([`Running::recent_timeouts`]) with how far past the deadline they were
+//! when the engine got to cancel them: a task busy in an inline CPU step
+//! (`reactor-only`, `threads`) is only cancelled when the step ends.
+//!
 //! # Shutdown
 //!
 //! [`Running::shutdown`] stops intake, lets in-flight tasks finish within a
@@ -30,12 +43,31 @@ use tokio_util::sync::CancellationToken;
 use crate::telemetry::EngineMetrics;
 
 pub(crate) use admission::{spawn_admission, Dispatch};
-pub use task::TaskError;
 pub(crate) use task::{run_task, TaskFn};
+pub use task::{timed_out_retry_delay, TaskError};
 pub(crate) use workers::{spawn_workers, WorkersGone};
 
 /// Most recent failures kept for status reports.
 const RECENT_FAILURES: usize = 32;
+/// Most recent timed-out tasks kept for status reports.
+pub const RECENT_TIMEOUTS: usize = 20;
+
+/// A task that passed its deadline, kept for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeoutRecord {
+    /// The item's label.
+    pub label: String,
+    /// The timeout it ran under (the engine's, or its item's own).
+    pub timeout: Duration,
+    /// When its deadline was, in milliseconds since the Unix epoch.
+    pub deadline_unix_ms: u64,
+    /// How long after the deadline the engine got to cancel it: about zero
+    /// for a task parked on I/O, the rest of the step for one busy in an
+    /// inline CPU step.
+    pub overrun: Duration,
+    /// Which delivery of the item it was (1 for the first).
+    pub attempt: u32,
+}
 
 /// A task failure kept for status reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +99,8 @@ pub struct RunStats {
     pub panicked: u64,
     /// Abandoned at shutdown.
     pub abandoned: u64,
+    /// Cancelled at their deadline (and handed back for a retry).
+    pub timed_out: u64,
     /// Source reads that failed.
     pub source_errors: u64,
 }
@@ -89,13 +123,16 @@ pub(crate) struct RunShared {
     admitted: AtomicU64,
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
-    outcomes: [AtomicU64; 5],
+    outcomes: [AtomicU64; TaskOutcome::ALL.len()],
     source_errors: AtomicU64,
     intake_closed: AtomicBool,
     next_id: AtomicU64,
     /// Admitted tasks: label and admission time.
     active: Mutex<HashMap<u64, (String, Instant)>>,
     recent_failures: Mutex<VecDeque<FailureRecord>>,
+    recent_timeouts: Mutex<VecDeque<TimeoutRecord>>,
+    /// The timeout of tasks whose item sets none.
+    pub(crate) task_timeout: Duration,
     done: watch::Sender<bool>,
     /// Cancelled to stop reading the source.
     pub(crate) stop_intake: CancellationToken,
@@ -105,7 +142,7 @@ pub(crate) struct RunShared {
 }
 
 impl RunShared {
-    pub(crate) fn new(metrics: Arc<EngineMetrics>) -> Arc<Self> {
+    pub(crate) fn new(metrics: Arc<EngineMetrics>, task_timeout: Duration) -> Arc<Self> {
         Arc::new(RunShared {
             started: Instant::now(),
             admitted: AtomicU64::new(0),
@@ -117,6 +154,8 @@ impl RunShared {
             next_id: AtomicU64::new(0),
             active: Mutex::new(HashMap::new()),
             recent_failures: Mutex::new(VecDeque::with_capacity(RECENT_FAILURES)),
+            recent_timeouts: Mutex::new(VecDeque::with_capacity(RECENT_TIMEOUTS)),
+            task_timeout,
             done: watch::Sender::new(false),
             stop_intake: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -152,6 +191,14 @@ impl RunShared {
         }
     }
 
+    pub(crate) fn timed_out(&self, record: TimeoutRecord) {
+        let mut recent = self.recent_timeouts.lock().expect("timeouts lock");
+        if recent.len() == RECENT_TIMEOUTS {
+            recent.pop_front();
+        }
+        recent.push_back(record);
+    }
+
     pub(crate) fn source_error(&self) {
         self.source_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -178,6 +225,7 @@ impl RunShared {
             retried: outcome(TaskOutcome::Retried),
             panicked: outcome(TaskOutcome::Panicked),
             abandoned: outcome(TaskOutcome::Abandoned),
+            timed_out: outcome(TaskOutcome::TimedOut),
             source_errors: self.source_errors.load(Ordering::Relaxed),
         }
     }
@@ -226,6 +274,12 @@ impl Running {
     /// The most recent task failures, oldest first.
     pub fn recent_failures(&self) -> Vec<FailureRecord> {
         self.shared.recent_failures.lock().expect("failures lock").iter().cloned().collect()
+    }
+
+    /// The most recent tasks cancelled at their deadline (at most
+    /// [`RECENT_TIMEOUTS`]), oldest first.
+    pub fn recent_timeouts(&self) -> Vec<TimeoutRecord> {
+        self.shared.recent_timeouts.lock().expect("timeouts lock").iter().cloned().collect()
     }
 
     /// Stops reading the source; tasks already admitted go on.

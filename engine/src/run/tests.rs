@@ -24,6 +24,8 @@ struct ScriptedSource {
     settled: SettleLog,
     fail_first_read: bool,
     stay_open: bool,
+    /// Items that carry their own task timeout.
+    timeouts: Vec<(u32, Duration)>,
 }
 
 impl ScriptedSource {
@@ -34,6 +36,7 @@ impl ScriptedSource {
             settled: Arc::default(),
             fail_first_read: false,
             stay_open: false,
+            timeouts: Vec::new(),
         }
     }
 }
@@ -78,7 +81,11 @@ impl Source for ScriptedSource {
             .drain(..n)
             .map(|item| {
                 let settle = Box::new(LoggedSettle { item, log: self.settled.clone() });
-                Delivery::new(item, format!("item-{item}"), 1, std::time::Instant::now(), settle)
+                let d = Delivery::new(item, format!("item-{item}"), 1, std::time::Instant::now(), settle);
+                match self.timeouts.iter().find(|(i, _)| *i == item) {
+                    Some((_, timeout)) => d.with_timeout(*timeout),
+                    None => d,
+                }
             })
             .collect();
         Ok(Some(batch))
@@ -86,10 +93,15 @@ impl Source for ScriptedSource {
 }
 
 fn engine(max_in_flight: usize) -> Engine {
+    engine_with(max_in_flight, crate::DEFAULT_TASK_TIMEOUT_MS)
+}
+
+fn engine_with(max_in_flight: usize, task_timeout_ms: u64) -> Engine {
+    let config = crate::EngineConfig { max_in_flight, task_timeout_ms, ..Default::default() };
     Engine::builder()
+        .config(config)
         .runtime_handle(Handle::current())
         .cpu_threads(1)
-        .max_in_flight(max_in_flight)
         .build()
         .expect("engine builds")
 }
@@ -220,4 +232,140 @@ async fn tasks_past_the_deadline_are_abandoned_unsettled_and_named() {
     );
     assert_eq!(running.load(Ordering::SeqCst), 3, "abandoned futures were dropped at their await");
     engine.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_past_its_deadline_is_cancelled_nacked_counted_and_named() {
+    // The engine's timeout is 10 s; item 2 has 3 s of its own, item 3 has 100 s.
+    let engine = engine_with(8, 10_000);
+    let mut source = ScriptedSource::new([1, 2, 3, 4]);
+    source.timeouts = vec![(2, Duration::from_secs(3)), (3, Duration::from_secs(100))];
+    let settled = source.settled.clone();
+    let reached_the_end = Arc::new(Mutex::new(Vec::new()));
+    let ends = reached_the_end.clone();
+    let started = Instant::now();
+    let run = engine
+        .start(source, move |_cx, item: u32| {
+            let ends = ends.clone();
+            async move {
+                let secs = match item {
+                    1 => 1,   // well within 10 s
+                    2 => 5,   // past its own 3 s
+                    3 => 50,  // past the engine's 10 s, within its own 100 s
+                    _ => 600, // past the engine's 10 s
+                };
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                ends.lock().unwrap().push(item);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .await
+        .unwrap();
+    let report = run.finished().await;
+
+    assert_eq!((report.stats.ok, report.stats.timed_out, report.stats.failed), (2, 2, 0), "{report:?}");
+    let mut ends = reached_the_end.lock().unwrap().clone();
+    ends.sort();
+    assert_eq!(ends, [1, 3], "timed-out tasks were dropped at their await");
+    // Item 4 was cancelled at 10 s, not after its ten minutes.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(50) && took < Duration::from_secs(51), "{took:?}");
+
+    let mut settled = settled.lock().unwrap().clone();
+    settled.sort();
+    assert_eq!(settled, [(1, "ack"), (2, "nack"), (3, "ack"), (4, "nack")], "timed out: handed back");
+
+    let timeouts = run.recent_timeouts();
+    let named: Vec<_> = timeouts.iter().map(|t| (t.label.as_str(), t.timeout.as_secs(), t.attempt)).collect();
+    assert_eq!(named, [("item-2", 3, 1), ("item-4", 10, 1)]);
+    assert!(timeouts.iter().all(|t| t.overrun < Duration::from_millis(10)), "{timeouts:?}");
+    let failures = run.recent_failures();
+    assert!(
+        failures.iter().any(|f| f.label == "item-4"
+            && f.outcome == switchyard_protocol::TaskOutcome::TimedOut
+            && f.reason.starts_with("timed out after 10s")),
+        "{failures:?}"
+    );
+    engine.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_sees_its_deadline_and_its_cancellation() {
+    let engine = engine_with(2, 2_000);
+    let source = ScriptedSource::new([1]);
+    let seen = Arc::new(Mutex::new(None));
+    let seen_by_task = seen.clone();
+    let run = engine
+        .start(source, move |cx: TaskContext, _item: u32| {
+            let seen = seen_by_task.clone();
+            async move {
+                let start = Instant::now();
+                let until = cx.deadline() - start.into_std();
+                let remaining = cx.remaining();
+                // A helper the task spawned outlives the task: it learns of
+                // the cancellation from the context and stops.
+                let (cancelled, cx) = (cx.cancelled(), cx.clone());
+                tokio::spawn(async move {
+                    cancelled.await;
+                    *seen.lock().unwrap() = Some((until, remaining, start.elapsed(), cx.is_cancelled()));
+                });
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .await
+        .unwrap();
+    let report = run.finished().await;
+    assert_eq!(report.stats.timed_out, 1);
+    for _ in 0..100 {
+        if seen.lock().unwrap().is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let (until, remaining, cancelled_after, is_cancelled) = seen.lock().unwrap().expect("the helper ran");
+    let two = Duration::from_secs(2);
+    assert_eq!((until, remaining, cancelled_after), (two, two, two));
+    assert!(is_cancelled);
+    engine.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_step_outliving_its_task_returns_its_slot_and_its_result_is_dropped() {
+    let engine = engine_with(4, 50);
+    let pool = engine.cpu_pool().expect("hybrid has a pool").clone();
+    let source = ScriptedSource::new([1]);
+    let settled = source.settled.clone();
+    let after_cpu = Arc::new(AtomicUsize::new(0));
+    let reached = after_cpu.clone();
+    let started = std::time::Instant::now();
+    let run = engine
+        .start(source, move |cx: TaskContext, _item: u32| {
+            let reached = reached.clone();
+            async move {
+                cx.cpu(|| std::thread::sleep(Duration::from_millis(400))).await?;
+                reached.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .await
+        .unwrap();
+    let report = run.finished().await;
+    // Cancelled at its 50 ms deadline, not when the 400 ms step ended
+    // (a generous bound, not a timing goal).
+    assert!(started.elapsed() < Duration::from_millis(350), "{:?}", started.elapsed());
+    assert_eq!(report.stats.timed_out, 1);
+    assert_eq!(settled.lock().unwrap().clone(), [(1, "nack")]);
+    // The step runs on to its end; then its slot is free and its result gone.
+    for _ in 0..500 {
+        let stats = pool.stats();
+        if stats.completed == 1 && stats.queued + stats.running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.queued + stats.running), (1, 0), "{stats:?}");
+    assert_eq!(after_cpu.load(Ordering::SeqCst), 0, "the task never resumed after its deadline");
+    engine.shutdown(Duration::from_secs(5)).await;
 }

@@ -95,8 +95,7 @@ fn worker_main<T: Send + 'static>(
             let io = io.clone();
             // The stall watchdog watches the admission reactor, not these
             // threads: a worker computing inline stalls only its own task.
-            let make_cx =
-                move |times, attempt| TaskContext::new(CpuPlacement::Inline, io, None, times, attempt);
+            let make_cx = move |scope| TaskContext::new(CpuPlacement::Inline, io, None, scope);
             run_task(id, delivery, permit, make_cx, task, shared).await;
         }
         // Close the worker's idle connection politely rather than by

@@ -22,6 +22,7 @@ struct Envelope<T> {
     label: String,
     attempt: u32,
     available_at: Instant,
+    timeout: Option<Duration>,
 }
 
 struct Shared {
@@ -81,13 +82,34 @@ impl<T: Send + 'static> MemorySource<T> {
 impl<T: Send + 'static> MemoryProducer<T> {
     /// Queues `item`, waiting while the queue is full.
     pub async fn send(&self, item: T, label: impl Into<String>) -> Result<(), SendError<T>> {
-        let envelope = Envelope { item, label: label.into(), attempt: 1, available_at: Instant::now() };
+        self.send_envelope(item, label.into(), None).await
+    }
+
+    /// Queues `item` to run under its own task timeout (each attempt gets
+    /// the whole of it) instead of the engine's `task_timeout_ms`.
+    pub async fn send_with_timeout(
+        &self,
+        item: T,
+        label: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<(), SendError<T>> {
+        self.send_envelope(item, label.into(), Some(timeout)).await
+    }
+
+    async fn send_envelope(
+        &self,
+        item: T,
+        label: String,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError<T>> {
+        let envelope = Envelope { item, label, attempt: 1, available_at: Instant::now(), timeout };
         self.tx.send(envelope).await.map_err(|e| SendError(e.0.item))
     }
 
     /// Queues `item` if there is room, else hands it back.
     pub fn try_send(&self, item: T, label: impl Into<String>) -> Result<(), SendError<T>> {
-        let envelope = Envelope { item, label: label.into(), attempt: 1, available_at: Instant::now() };
+        let envelope =
+            Envelope { item, label: label.into(), attempt: 1, available_at: Instant::now(), timeout: None };
         self.tx.try_send(envelope).map_err(|e| match e {
             mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => SendError(e.item),
         })
@@ -169,14 +191,18 @@ impl<T: Clone + Send + 'static> Source for MemorySource<T> {
             .map(|envelope| {
                 // The settle half keeps a copy so a nack can queue the item again.
                 let item = envelope.item.clone();
-                let (label, attempt, available_at) =
-                    (envelope.label.clone(), envelope.attempt, envelope.available_at);
+                let (label, attempt, available_at, timeout) =
+                    (envelope.label.clone(), envelope.attempt, envelope.available_at, envelope.timeout);
                 let settle = Box::new(MemorySettle {
                     envelope: Some(envelope),
                     retry_tx: self.retry_tx.clone(),
                     shared: self.shared.clone(),
                 });
-                Delivery::new(item, label, attempt, available_at, settle)
+                let delivery = Delivery::new(item, label, attempt, available_at, settle);
+                match timeout {
+                    Some(timeout) => delivery.with_timeout(timeout),
+                    None => delivery,
+                }
             })
             .collect();
         Ok(Some(deliveries))

@@ -23,6 +23,7 @@
 mod memory;
 mod schedule;
 mod stream;
+mod timeouts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,7 @@ pub use stream::{
     DEFAULT_STREAM_DEAD_LETTER_MAX_LEN, DEFAULT_STREAM_MAX_DELIVERIES, DEFAULT_STREAM_MAX_LEN,
     DEFAULT_STREAM_SEND_TIMEOUT_MS, MAX_STREAM_MAX_LEN,
 };
+pub use timeouts::WithTimeouts;
 
 /// A boxed future, as settlement returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -68,6 +70,9 @@ pub struct Delivery<T> {
     pub attempt: u32,
     /// When the item became available to the engine; admission wait counts from here.
     pub available_at: Instant,
+    /// This item's task timeout, counted from its task's start; `None` runs
+    /// it under the engine's `task_timeout_ms`.
+    pub timeout: Option<Duration>,
     pub(crate) settle: Box<dyn Settle>,
 }
 
@@ -80,13 +85,26 @@ impl<T> Delivery<T> {
         available_at: Instant,
         settle: Box<dyn Settle>,
     ) -> Self {
-        Delivery { item, label: label.into(), attempt, available_at, settle }
+        Delivery { item, label: label.into(), attempt, available_at, timeout: None, settle }
+    }
+
+    /// Runs this item's task under `timeout` instead of the engine's
+    /// `task_timeout_ms` (longer or shorter; at most
+    /// [`MAX_TASK_TIMEOUT_MS`](crate::MAX_TASK_TIMEOUT_MS), which longer
+    /// values are cut to).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout.min(Duration::from_millis(crate::MAX_TASK_TIMEOUT_MS)));
+        self
     }
 }
 
 impl<T> std::fmt::Debug for Delivery<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("label", &self.label).field("attempt", &self.attempt).finish()
+        f.debug_struct("Delivery")
+            .field("label", &self.label)
+            .field("attempt", &self.attempt)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 

@@ -83,3 +83,35 @@ fn redacted_hides_literal_secrets_beside_references() {
     let debug = format!("{:?}", parse(&text));
     assert!(!debug.contains("sk_live") && !debug.contains("literalpw"), "{debug}");
 }
+
+#[test]
+fn cpu_heavy_values_and_the_task_timeout_are_bounded() {
+    std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
+    let key = |text: &str| parse(text).validate("p").err().map(|e| e.key().to_string());
+    // Per item, then per poll (rounds x max_items, default 10,000 items).
+    assert_eq!(
+        key(&PIPELINE.replace("rounds = 3", "rounds = 10000001")).as_deref(),
+        Some("p.steps[1].rounds")
+    );
+    assert_eq!(key(&PIPELINE.replace("rounds = 3", "rounds = 100001")).as_deref(), Some("p.steps[1].rounds"));
+    let few_items = PIPELINE.replace("items_pointer", "max_items = 100\n    items_pointer");
+    assert_eq!(key(&few_items.replace("rounds = 3", "rounds = 10000000")), None);
+    assert_eq!(
+        key(&PIPELINE.replace("rounds = 3", "rounds = 4294967295")).as_deref(),
+        Some("p.steps[1].rounds")
+    );
+    assert_eq!(key(&PIPELINE.replace("rounds = 3", "rounds = 100000")), None);
+    let items = |n: usize| PIPELINE.replace("items_pointer", &format!("max_items = {n}\n    items_pointer"));
+    assert_eq!(key(&items(100_001)).as_deref(), Some("p.source.max_items"));
+    assert_eq!(key(&items(100_000)), None);
+
+    let timeout = |ms: u64| {
+        PIPELINE.replace("name = \"orders\"", &format!("name = \"orders\"\n    task_timeout_ms = {ms}"))
+    };
+    assert_eq!(key(&timeout(0)).as_deref(), Some("p.task_timeout_ms"));
+    assert_eq!(key(&timeout(3_600_001)).as_deref(), Some("p.task_timeout_ms"));
+    let minute = parse(&timeout(60_000));
+    minute.validate("p").unwrap();
+    assert_eq!(minute.task_timeout(), Some(std::time::Duration::from_secs(60)));
+    assert_eq!(parse(PIPELINE).task_timeout(), None, "the engine's applies");
+}
