@@ -183,6 +183,9 @@ fn a_pipeline_poll_past_its_own_timeout_is_named_in_status() {
         state = "ephemeral"
         [engine]
         task_timeout_ms = 60000
+        # The API runs on this machine.
+        [engine.http.egress]
+        allow = ["127.0.0.1/32"]
         [[pipelines]]
         name = "slow-orders"
         task_timeout_ms = 200
