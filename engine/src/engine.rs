@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use switchyard_cpu_pool::CpuPool;
 use switchyard_io_reactor::{
-    EgressConfig, HttpConfig, MysqlConfig, Reactor, ReactorConfig, RedisConfig, StallWatchdog, WatchdogConfig,
+    EgressConfig, HostStatus, HttpClient, HttpConfig, MysqlConfig, Reactor, ReactorConfig, RedisConfig,
+    StallWatchdog, WatchdogConfig,
 };
 use tokio::runtime::Handle;
 
@@ -118,9 +119,10 @@ impl EngineBuilder {
             CpuSide::Inline => None,
         };
         let watchdog = StallWatchdog::start(reactor.handle(), &config.watchdog).map_err(Error::io)?;
+        let http = HttpClient::new(&config.http).map_err(Error::io)?;
         let metrics = Arc::new(EngineMetrics::new());
         metrics.engine_started(plan.max_in_flight);
-        Ok(Engine { inner: Arc::new(Inner { config, plan, reactor, cpu, watchdog, metrics }) })
+        Ok(Engine { inner: Arc::new(Inner { config, plan, reactor, cpu, watchdog, http, metrics }) })
     }
 }
 
@@ -130,6 +132,9 @@ struct Inner {
     reactor: Reactor,
     cpu: Option<CpuPool>,
     watchdog: StallWatchdog,
+    /// The HTTP client of every run on the reactor (a `threads` worker has
+    /// its own, as a prefork process would).
+    http: HttpClient,
     metrics: Arc<EngineMetrics>,
 }
 
@@ -207,9 +212,9 @@ impl Engine {
                 Dispatch::Workers(queue)
             }
             Driver::Reactor => {
-                let cfg = config.clone();
+                let (cfg, http) = (config.clone(), self.inner.http.clone());
                 let io = handle
-                    .spawn(async move { IoClients::connect(&cfg).await })
+                    .spawn(async move { IoClients::connect_with(&cfg, http).await })
                     .await
                     .map_err(|_| Error::closed())??;
                 mysql = io.mysql.clone();
@@ -227,6 +232,13 @@ impl Engine {
         };
         spawn_admission(&handle, source, task, dispatch, plan.max_in_flight, shared.clone());
         Ok(Running::new(shared, mysql, workers))
+    }
+
+    /// The upstream hosts worth a look (configured ones, and any whose
+    /// breaker is not closed, whose concurrency limit is down or that a
+    /// `Retry-After` holds), as the reactor's HTTP client sees them.
+    pub fn http_hosts(&self) -> Vec<HostStatus> {
+        self.inner.http.host_status()
     }
 
     /// Stops the CPU pool (letting queued jobs finish within `deadline`) and

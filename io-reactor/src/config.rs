@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::egress::{Cidr, EgressPolicy};
 use crate::error::{Error, Result};
 
+mod fairness;
+
+pub use self::fairness::{
+    AdaptiveConfig, BreakerConfig, HostConfig, DEFAULT_MAX_RETRY_AFTER_MS, MAX_CONFIGURED_HOSTS,
+    MAX_RATE_PER_SECOND,
+};
+
 /// Default reactor worker threads.
 pub const DEFAULT_REACTOR_THREADS: usize = 1;
 /// Default HTTP connect timeout.
@@ -71,7 +78,7 @@ impl ReactorConfig {
 }
 
 /// The outbound HTTP client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Deadline to open a connection (TCP and TLS).
@@ -88,6 +95,14 @@ pub struct HttpConfig {
     pub pool_max_idle_per_host: usize,
     /// Where requests may go.
     pub egress: EgressConfig,
+    /// Hosts with settings of their own (rate limit, cap) and a metric label.
+    pub hosts: Vec<HostConfig>,
+    /// The circuit breaker of every host.
+    pub breaker: BreakerConfig,
+    /// Adaptive concurrency of every host, under its static cap.
+    pub adaptive: AdaptiveConfig,
+    /// Longest `Retry-After` (on 429 and 503) the client holds a host for.
+    pub max_retry_after_ms: u64,
 }
 
 /// Where outbound requests may go: see [`crate::egress`]. On by default,
@@ -149,6 +164,10 @@ impl Default for HttpConfig {
             pool_idle_timeout_ms: DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS,
             pool_max_idle_per_host: DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST,
             egress: EgressConfig::default(),
+            hosts: Vec::new(),
+            breaker: BreakerConfig::default(),
+            adaptive: AdaptiveConfig::default(),
+            max_retry_after_ms: DEFAULT_MAX_RETRY_AFTER_MS,
         }
     }
 }
@@ -172,6 +191,17 @@ impl HttpConfig {
             return Err(Error::config("http.pool_idle_timeout_ms"));
         }
         self.egress.policy()?;
+        if self.hosts.len() > MAX_CONFIGURED_HOSTS {
+            return Err(Error::config("http.hosts"));
+        }
+        for host in &self.hosts {
+            host.validate()?;
+        }
+        self.breaker.validate()?;
+        self.adaptive.validate()?;
+        if self.max_retry_after_ms == 0 || self.max_retry_after_ms > 86_400_000 {
+            return Err(Error::config("http.max_retry_after_ms"));
+        }
         Ok(())
     }
 }

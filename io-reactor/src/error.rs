@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     Http,
     /// A request could not be built (bad URL, bad header).
     InvalidRequest,
+    /// The host is off limits for this long: its circuit breaker is open,
+    /// or it asked to wait (`Retry-After`) past the request's deadline.
+    Unavailable(std::time::Duration, &'static str),
     /// The egress policy refused the request before any socket opened;
     /// holds the rule's name (`loopback`, `private`, `scheme`, ...).
     Egress(&'static str),
@@ -99,6 +102,22 @@ impl Error {
         }
     }
 
+    /// The host is off limits for now, without a request being sent: its
+    /// circuit breaker is open or it asked to wait (`Retry-After`);
+    /// [`Error::retry_in`] says for how long.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.kind, Kind::Unavailable(..))
+    }
+
+    /// How long until the host takes requests again, for an
+    /// [`Error::is_unavailable`] error.
+    pub fn retry_in(&self) -> Option<std::time::Duration> {
+        match self.kind {
+            Kind::Unavailable(wait, _) => Some(wait),
+            _ => None,
+        }
+    }
+
     /// A response body was larger than allowed.
     pub fn is_body_too_large(&self) -> bool {
         matches!(self.kind, Kind::BodyTooLarge(_))
@@ -161,6 +180,9 @@ impl Error {
             Kind::Connect => "connection failed".into(),
             Kind::Http => "http error".into(),
             Kind::InvalidRequest => "invalid request".into(),
+            Kind::Unavailable(wait, why) => {
+                format!("host unavailable for another {:.1} s: {why}", wait.as_secs_f64())
+            }
             // The source names the address and the rule.
             Kind::Egress(_) => "refused by the egress policy".into(),
             Kind::Status(code) => format!("upstream answered {code}"),

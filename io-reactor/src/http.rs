@@ -75,7 +75,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -85,13 +85,15 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::Semaphore;
 
 use self::connector::{system_resolver, EgressConnector, Resolve};
-use crate::config::HttpConfig;
+use self::gate::HostGate;
+pub use self::gate::HostStatus;
+pub use self::rate::RateLimit;
+use crate::config::{HostConfig, HttpConfig};
 use crate::egress::{EgressError, EgressPolicy};
 use crate::error::{Error, Kind, Result, TimeoutPhase};
-use crate::telemetry::{HttpMetrics, HttpOutcome};
+use crate::telemetry::{HostMetrics, HttpMetrics, HttpOutcome, OTHER_HOST};
 
 /// Pooled HTTP/HTTPS client with timeouts, a body cap and a per-host cap.
 ///
@@ -106,14 +108,22 @@ struct Inner {
     client: Client<HttpsConnector<EgressConnector>, Full<Bytes>>,
     /// The egress policy, also held by the connector; `None` when it is off.
     egress: Option<Arc<EgressPolicy>>,
-    /// One semaphore per `scheme://host:port`. Entries are never removed:
-    /// the upstreams of one deployment are a small, fixed set.
-    host_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
-    max_in_flight_per_host: usize,
+    /// One gate per `scheme://host:port`, at most [`MAX_TRACKED_HOSTS`].
+    gates: Mutex<HashMap<String, Arc<HostGate>>>,
+    /// The configured hosts by key, and the metric handles of each label.
+    hosts: HashMap<String, HostConfig>,
+    host_metrics: HashMap<String, Arc<HostMetrics>>,
+    other_metrics: Arc<HostMetrics>,
+    config: HttpConfig,
     request_timeout: Duration,
     max_body_bytes: usize,
     metrics: HttpMetrics,
 }
+
+/// Most hosts the client keeps a gate for; past it, gates no request holds
+/// are dropped (a task-made URL can name any host: the map must not grow
+/// without bound).
+const MAX_TRACKED_HOSTS: usize = 4_096;
 
 /// A fully read response.
 #[derive(Debug, Clone)]
@@ -166,17 +176,29 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build(connector);
-        Ok(HttpClient {
+        let hosts: HashMap<String, HostConfig> =
+            config.hosts.iter().filter_map(|h| Some((host_key_of(&h.host)?, h.clone()))).collect();
+        let host_metrics = hosts.keys().map(|key| (key.clone(), Arc::new(HostMetrics::new(key)))).collect();
+        let client = HttpClient {
             inner: Arc::new(Inner {
                 client,
                 egress,
-                host_limits: Mutex::new(HashMap::new()),
-                max_in_flight_per_host: config.max_in_flight_per_host,
+                gates: Mutex::new(HashMap::new()),
+                hosts,
+                host_metrics,
+                other_metrics: Arc::new(HostMetrics::new(OTHER_HOST)),
+                config: config.clone(),
                 request_timeout: Duration::from_millis(config.request_timeout_ms),
                 max_body_bytes: config.max_body_bytes,
                 metrics: HttpMetrics::new(),
             }),
-        })
+        };
+        // Configured hosts show in `/status` (and their limit gauges) from
+        // the start, not from their first request.
+        for key in client.inner.hosts.keys() {
+            client.inner.gate(key);
+        }
+        Ok(client)
     }
 
     /// `GET url`.
@@ -194,8 +216,9 @@ impl HttpClient {
         self.send(request).await
     }
 
-    /// Sends any request, under the per-host cap and the request deadline,
-    /// and reads the whole response body.
+    /// Sends any request through its host's gate (a `Retry-After` pause,
+    /// the circuit breaker, the rate limit, the concurrency limit), under
+    /// the request deadline, and reads the whole response body.
     pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse> {
         let metrics = &self.inner.metrics;
         if let Some(policy) = &self.inner.egress {
@@ -211,27 +234,38 @@ impl HttpClient {
         // A request that cannot be sent never reached the network: not counted.
         let host = host_key(request.uri())?;
         let request = without_userinfo(request)?;
+        let gate = self.inner.gate(&host);
         let started = Instant::now();
         // Left even when the caller drops this future half-way.
         let _in_flight = metrics.in_flight();
-        let exchange = self.exchange(&host, request.map(Full::new));
-        let result = match tokio::time::timeout(self.inner.request_timeout, exchange).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Request)),
-        };
+        let result = self.exchange(&gate, started, request.map(Full::new)).await;
         match &result {
             Err(error) if error.is_egress_refused() => metrics.egress_refused(error.egress_rule()),
-            _ => metrics.finished(outcome(&result), started.elapsed()),
+            _ => gate.metrics.finished(outcome(&result), started.elapsed()),
         }
         result
     }
 
-    async fn exchange(&self, host: &str, request: Request<Full<Bytes>>) -> Result<HttpResponse> {
-        let limit = self.inner.host_limit(host);
-        let waiting = Instant::now();
-        let _permit = limit.acquire().await.map_err(|e| Error::new(Kind::Http).with(e))?;
-        self.inner.metrics.host_limit_waited(waiting.elapsed());
+    async fn exchange(
+        &self,
+        gate: &HostGate,
+        started: Instant,
+        request: Request<Full<Bytes>>,
+    ) -> Result<HttpResponse> {
+        // One deadline for the whole exchange, the wait at the gate included.
+        let deadline = tokio::time::Instant::from_std(started + self.inner.request_timeout);
+        let pass = gate.enter(deadline).await?;
+        let sent = Instant::now();
+        let result = match tokio::time::timeout_at(deadline, self.round_trip(request)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Request)),
+        };
+        let seen = result.as_ref().map(|r| (r.status.as_u16(), retry_after(&r.headers, SystemTime::now())));
+        gate.settle(pass, seen, sent.elapsed());
+        result
+    }
 
+    async fn round_trip(&self, request: Request<Full<Bytes>>) -> Result<HttpResponse> {
         let response = self.inner.client.request(request).await.map_err(client_error)?;
         let (parts, body) = response.into_parts();
         let max = self.inner.max_body_bytes;
@@ -251,17 +285,38 @@ impl HttpClient {
             .to_bytes();
         Ok(HttpResponse { status: parts.status, headers: parts.headers, body })
     }
+
+    /// The hosts worth a look: every configured one, and any other whose
+    /// breaker is not closed, whose limit is down or that a `Retry-After`
+    /// holds (at most [`MAX_STATUS_HOSTS`] in all).
+    pub fn host_status(&self) -> Vec<HostStatus> {
+        let gates = self.inner.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shown: Vec<HostStatus> =
+            gates.values().filter(|g| g.noteworthy()).take(MAX_STATUS_HOSTS).map(|g| g.status()).collect();
+        shown.sort_by(|a, b| a.host.cmp(&b.host));
+        shown
+    }
 }
 
+/// Most hosts [`HttpClient::host_status`] lists.
+pub const MAX_STATUS_HOSTS: usize = 100;
+
 impl Inner {
-    fn host_limit(&self, host: &str) -> Arc<Semaphore> {
-        let mut limits = self.host_limits.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(limit) = limits.get(host) {
-            return Arc::clone(limit);
+    fn gate(&self, key: &str) -> Arc<HostGate> {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = gates.get(key) {
+            return Arc::clone(gate);
         }
-        let limit = Arc::new(Semaphore::new(self.max_in_flight_per_host));
-        limits.insert(host.to_owned(), Arc::clone(&limit));
-        limit
+        if gates.len() >= MAX_TRACKED_HOSTS {
+            // Forget the gates no request holds; a configured host's is
+            // kept, its limits and breaker are worth remembering.
+            gates.retain(|_, gate| gate.configured || Arc::strong_count(gate) > 1);
+        }
+        let host = self.hosts.get(key);
+        let metrics = self.host_metrics.get(key).map_or_else(|| Arc::clone(&self.other_metrics), Arc::clone);
+        let gate = Arc::new(HostGate::new(key.to_owned(), host, &self.config, metrics));
+        gates.insert(key.to_owned(), Arc::clone(&gate));
+        gate
     }
 }
 
@@ -270,7 +325,7 @@ impl fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("request_timeout", &self.inner.request_timeout)
             .field("max_body_bytes", &self.inner.max_body_bytes)
-            .field("max_in_flight_per_host", &self.inner.max_in_flight_per_host)
+            .field("max_in_flight_per_host", &self.inner.config.max_in_flight_per_host)
             .finish_non_exhaustive()
     }
 }
@@ -311,6 +366,27 @@ fn without_userinfo(mut request: Request<Bytes>) -> Result<Request<Bytes>> {
     parts.authority = Some(host_and_port.parse().map_err(invalid_request)?);
     *request.uri_mut() = Uri::from_parts(parts).map_err(invalid_request)?;
     Ok(request)
+}
+
+/// `scheme://host:port` of a configured host (`https://api.example`,
+/// `http://10.0.0.5:8080/`), or `None` when it is not an http(s) URL.
+/// Read by the URL parser, so a URL template's `{seq}` does not stop it.
+pub fn host_key_of(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(format!("{}://{}:{}", url.scheme(), url.host_str()?, url.port_or_known_default()?))
+}
+
+/// How long a `Retry-After` header asks to wait: delay-seconds or an
+/// HTTP date (a date in the past is no wait).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => Some(httpdate::parse_http_date(value).ok()?.duration_since(now).unwrap_or(Duration::ZERO)),
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -407,12 +483,19 @@ fn outcome(result: &Result<HttpResponse>) -> HttpOutcome {
         Kind::Connect | Kind::Timeout(TimeoutPhase::Connect) => HttpOutcome::Connect,
         Kind::Timeout(_) => HttpOutcome::Timeout,
         Kind::BodyTooLarge(_) => HttpOutcome::BodyTooLarge,
+        Kind::Unavailable(..) => HttpOutcome::Unavailable,
         _ => HttpOutcome::Error,
     }
 }
 
+mod adaptive;
+mod breaker;
 mod connector;
 #[cfg(test)]
 mod egress_tests;
+mod gate;
+#[cfg(test)]
+mod gate_tests;
+mod rate;
 #[cfg(test)]
 mod tests;

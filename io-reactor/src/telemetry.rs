@@ -63,11 +63,12 @@ pub(crate) enum HttpOutcome {
     Timeout,
     Connect,
     BodyTooLarge,
+    Unavailable,
     Error,
 }
 
 impl HttpOutcome {
-    const ALL: [HttpOutcome; 9] = [
+    const ALL: [HttpOutcome; 10] = [
         HttpOutcome::Status1xx,
         HttpOutcome::Status2xx,
         HttpOutcome::Status3xx,
@@ -76,6 +77,7 @@ impl HttpOutcome {
         HttpOutcome::Timeout,
         HttpOutcome::Connect,
         HttpOutcome::BodyTooLarge,
+        HttpOutcome::Unavailable,
         HttpOutcome::Error,
     ];
 
@@ -101,6 +103,7 @@ impl HttpOutcome {
             HttpOutcome::Timeout => "timeout",
             HttpOutcome::Connect => "connect",
             HttpOutcome::BodyTooLarge => "body_too_large",
+            HttpOutcome::Unavailable => "unavailable",
             HttpOutcome::Error => "error",
         }
     }
@@ -126,21 +129,15 @@ pub(crate) const EGRESS_RULES: [&str; 12] = [
 
 /// An HTTP client's metric handles, shared by its clones.
 pub(crate) struct HttpMetrics {
-    requests: [Counter; 9],
     egress_refused: [Counter; 12],
-    duration: Histogram,
     in_flight: Gauge,
-    host_limit_wait: Histogram,
 }
 
 impl HttpMetrics {
     pub(crate) fn new() -> Self {
         HttpMetrics {
-            requests: outcome_counters(&cat::HTTP_REQUESTS, HttpOutcome::ALL.map(HttpOutcome::as_label)),
             egress_refused: outcome_counters(&cat::HTTP_EGRESS_REFUSED, EGRESS_RULES),
-            duration: histogram!(cat::HTTP_REQUEST_DURATION.name),
             in_flight: gauge!(cat::HTTP_IN_FLIGHT.name),
-            host_limit_wait: histogram!(cat::HTTP_HOST_LIMIT_WAIT.name),
         }
     }
 
@@ -150,16 +147,45 @@ impl HttpMetrics {
         GaugeUnit::enter(&self.in_flight)
     }
 
-    /// A request got a turn under the per-host cap after `waited`.
-    pub(crate) fn host_limit_waited(&self, waited: Duration) {
-        self.host_limit_wait.record(waited);
-    }
-
     /// The egress policy refused a request under `rule`.
     pub(crate) fn egress_refused(&self, rule: Option<&'static str>) {
         if let Some(index) = rule.and_then(|rule| EGRESS_RULES.iter().position(|r| *r == rule)) {
             self.egress_refused[index].increment(1);
         }
+    }
+}
+
+/// The `host` label value of every host the configuration does not list.
+pub(crate) const OTHER_HOST: &str = "other";
+
+/// The metric handles of one `host` label value: a configured host, or
+/// `other` for the rest, so the label stays bounded by the configuration.
+pub(crate) struct HostMetrics {
+    requests: [Counter; 10],
+    duration: Histogram,
+    host_limit_wait: Histogram,
+    breakers_open: Gauge,
+    concurrency_limit: Gauge,
+}
+
+impl HostMetrics {
+    pub(crate) fn new(host: &str) -> Self {
+        let host = host.to_owned();
+        let outcome = cat::HTTP_REQUESTS.labels[0].name;
+        HostMetrics {
+            requests: HttpOutcome::ALL
+                .map(|o| counter!(cat::HTTP_REQUESTS.name, outcome => o.as_label(), "host" => host.clone())),
+            duration: histogram!(cat::HTTP_REQUEST_DURATION.name, "host" => host.clone()),
+            host_limit_wait: histogram!(cat::HTTP_HOST_LIMIT_WAIT.name, "host" => host.clone()),
+            breakers_open: gauge!(cat::HTTP_BREAKERS_OPEN.name, "host" => host.clone()),
+            concurrency_limit: gauge!(cat::HTTP_HOST_CONCURRENCY_LIMIT.name, "host" => host),
+        }
+    }
+
+    /// A request got through the host's gate (pause, rate limit,
+    /// concurrency limit) after `waited`.
+    pub(crate) fn host_limit_waited(&self, waited: Duration) {
+        self.host_limit_wait.record(waited);
     }
 
     /// A request finished with `outcome` after `elapsed`.
@@ -167,6 +193,29 @@ impl HttpMetrics {
         self.requests[outcome as usize].increment(1);
         self.duration.record(elapsed);
     }
+
+    /// A breaker moved to `state`: the open-breaker gauge counts breakers
+    /// (several clients add up), so only entering and leaving `open` move it.
+    pub(crate) fn breaker_moved(&self, state: BreakerMove) {
+        match state {
+            BreakerMove::Opened => self.breakers_open.increment(1.0),
+            BreakerMove::LeftOpen => self.breakers_open.decrement(1.0),
+            BreakerMove::Other => {}
+        }
+    }
+
+    /// A host's concurrency limit moved from `before` to `after`.
+    pub(crate) fn limit_moved(&self, before: usize, after: usize) {
+        self.concurrency_limit.increment(after as f64 - before as f64);
+    }
+}
+
+/// How a breaker's move shows on the open-breaker gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerMove {
+    Opened,
+    LeftOpen,
+    Other,
 }
 
 // ---- MySQL ----------------------------------------------------------------

@@ -118,6 +118,14 @@ const PIPELINE: LabelDef =
 /// The `stream` label: a Redis stream's configured key.
 const STREAM: LabelDef =
     LabelDef { name: "stream", values: LabelValues::Configured("the stream's configured key") };
+/// The `host` label: `scheme://host:port` of a host the configuration
+/// lists (`http.hosts`, and the service's pipeline URLs), else `other`.
+const HOST: LabelDef = LabelDef {
+    name: "host",
+    values: LabelValues::Configured(
+        "a configured host (scheme://host:port), or `other` for every other host",
+    ),
+};
 const fn stream_gauge(name: &'static str, unit: Unit, help: &'static str) -> MetricDef {
     MetricDef { name, kind: MetricKind::Gauge, unit, help, labels: &[STREAM], buckets: &[] }
 }
@@ -192,21 +200,65 @@ pub const REACTOR_STALLS: MetricDef =
 
 // ---- HTTP -----------------------------------------------------------------
 
-/// Outbound requests, by outcome.
+/// Outbound requests, by outcome and host.
 pub const HTTP_REQUESTS: MetricDef = counter(
     "switchyard_http_requests_total",
-    "Outbound HTTP requests, by outcome (the response's status class, or how the request failed).",
-    &[outcome(&["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect", "body_too_large", "error"])],
+    "Outbound HTTP requests, by outcome (the response's status class, or how the request failed) and host.",
+    &[
+        outcome(&[
+            "1xx",
+            "2xx",
+            "3xx",
+            "4xx",
+            "5xx",
+            "timeout",
+            "connect",
+            "body_too_large",
+            "unavailable",
+            "error",
+        ]),
+        HOST,
+    ],
 );
-/// Outbound request duration, headers and body.
-pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
-    "switchyard_http_request_duration_seconds",
-    "Outbound HTTP request time, from send to the last body byte.",
-    TASK_SECONDS_BUCKETS,
-);
+/// Outbound request duration, headers and body, by host.
+pub const HTTP_REQUEST_DURATION: MetricDef = MetricDef {
+    labels: &[HOST],
+    ..histogram(
+        "switchyard_http_request_duration_seconds",
+        "Outbound HTTP request time, from send to the last body byte, by host.",
+        TASK_SECONDS_BUCKETS,
+    )
+};
 /// Outbound requests in flight.
 pub const HTTP_IN_FLIGHT: MetricDef =
     gauge("switchyard_http_in_flight", Unit::Count, "Outbound HTTP requests in flight.");
+/// Time spent waiting at a host's gate: Retry-After, rate and concurrency limits.
+pub const HTTP_HOST_LIMIT_WAIT: MetricDef = MetricDef {
+    labels: &[HOST],
+    ..histogram(
+        "switchyard_http_host_limit_wait_seconds",
+        "Time a request waited at its host's gate (a Retry-After pause, the rate limit, the concurrency limit), by host.",
+        SHORT_SECONDS_BUCKETS,
+    )
+};
+/// Circuit breakers open, by host.
+pub const HTTP_BREAKERS_OPEN: MetricDef = MetricDef {
+    labels: &[HOST],
+    ..gauge(
+        "switchyard_http_breakers_open",
+        Unit::Count,
+        "Circuit breakers open (failing calls at once), by host; the breakers of several clients add up.",
+    )
+};
+/// The adaptive concurrency limit, by host.
+pub const HTTP_HOST_CONCURRENCY_LIMIT: MetricDef = MetricDef {
+    labels: &[HOST],
+    ..gauge(
+        "switchyard_http_host_concurrency_limit",
+        Unit::Count,
+        "Requests allowed in flight at once by the adaptive concurrency limit, by host (under its static cap).",
+    )
+};
 /// Outbound requests the egress policy refused, by rule.
 pub const HTTP_EGRESS_REFUSED: MetricDef = counter(
     "switchyard_http_egress_refused_total",
@@ -228,12 +280,6 @@ pub const HTTP_EGRESS_REFUSED: MetricDef = counter(
             "own_listener",
         ]),
     }],
-);
-/// Time spent waiting for the per-host in-flight cap.
-pub const HTTP_HOST_LIMIT_WAIT: MetricDef = histogram(
-    "switchyard_http_host_limit_wait_seconds",
-    "Time a request waited for a free slot under the per-host in-flight cap.",
-    SHORT_SECONDS_BUCKETS,
 );
 
 // ---- MySQL ----------------------------------------------------------------
@@ -468,6 +514,8 @@ pub const CATALOGUE: &[MetricDef] = &[
     HTTP_IN_FLIGHT,
     HTTP_HOST_LIMIT_WAIT,
     HTTP_EGRESS_REFUSED,
+    HTTP_BREAKERS_OPEN,
+    HTTP_HOST_CONCURRENCY_LIMIT,
     MYSQL_POOL_IN_USE,
     MYSQL_POOL_WAITERS,
     MYSQL_POOL_MAX,

@@ -2,7 +2,6 @@
 //! every new item is delivered exactly once across polls, a webhook outage
 //! delays items without losing any, and every poll is recorded.
 
-use crate::support::engine_allowing_loopback;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +13,7 @@ use switchyard::io_reactor::mysql_async::prelude::Queryable;
 use switchyard::io_reactor::{MysqlConfig, MysqlPool, RedisConfig};
 use switchyard::Engine;
 use switchyard_io_reactor::server::{respond, Handler, ServerThread};
+use switchyard_pipeline::RateLimitConfig;
 use switchyard_service::{run_service, Endpoints, RunLimits, ServiceConfig, SERVICE_RUNS_TABLE};
 use switchyard_tests::{mysql_url, redis_url, unique};
 use tokio_util::sync::CancellationToken;
@@ -89,6 +89,11 @@ fn config(lb: &Loopback, name: &str) -> ServiceConfig {
         # The API and the webhook run on this machine.
         [engine.http.egress]
         allow = ["127.0.0.1/32"]
+        # An ephemeral pipeline keeps an item only while the API lists it:
+        # the outage, and the webhook breaker's open time after it, must
+        # fit in the API's window of polls.
+        [engine.http.breaker]
+        open_ms = 100
         [[pipelines]]
         name = "{name}"
         [pipelines.source]
@@ -141,6 +146,14 @@ fn exercise(engine: &Engine, config: &ServiceConfig, lb: &Loopback) -> (u64, u64
                 wait_polls(6).await;
                 lb.failing.store(false, Ordering::SeqCst);
                 wait_polls(6).await;
+                // The outage may have opened the webhook's circuit breaker:
+                // it lasts until a probe finds the webhook well again.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while engine.http_hosts().iter().any(|h| h.breaker != "closed") {
+                    assert!(Instant::now() < deadline, "the breaker never closed after the outage");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                wait_polls(3).await;
                 stop.cancel();
             };
             let (report, ()) = tokio::join!(service, script);
@@ -175,8 +188,9 @@ fn check_deliveries(lb: &Loopback) {
 #[test]
 fn a_pipeline_with_embedded_stores_delivers_each_new_item_once_through_an_outage() {
     let lb = loopback();
-    let engine = engine_allowing_loopback().cpu_threads(1).build().unwrap();
-    let (ok, failed) = exercise(&engine, &config(&lb, "orders-embedded"), &lb);
+    let config = config(&lb, "orders-embedded");
+    let engine = Engine::builder().config(config.resolved_engine().unwrap()).cpu_threads(1).build().unwrap();
+    let (ok, failed) = exercise(&engine, &config, &lb);
     check_deliveries(&lb);
     assert!(ok >= 10 && failed >= 1, "ok {ok}, failed {failed}");
 }
@@ -186,13 +200,15 @@ fn a_pipeline_with_redis_and_mysql_records_every_poll() {
     let (Some(mysql), Some(redis)) = (mysql_url(), redis_url()) else { return };
     let lb = loopback();
     let name = unique("orders-real").replace('_', "-");
-    let engine = engine_allowing_loopback()
+    let config = config(&lb, &name);
+    let engine = Engine::builder()
+        .config(config.resolved_engine().unwrap())
         .cpu_threads(1)
         .mysql(MysqlConfig::new(&mysql))
         .redis(RedisConfig::new(&redis))
         .build()
         .unwrap();
-    let (ok, failed) = exercise(&engine, &config(&lb, &name), &lb);
+    let (ok, failed) = exercise(&engine, &config, &lb);
     check_deliveries(&lb);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pool = MysqlPool::new(&MysqlConfig::new(&mysql)).unwrap();
@@ -209,4 +225,35 @@ fn a_pipeline_with_redis_and_mysql_records_every_poll() {
         runtime.block_on(switchyard::io_reactor::RedisClient::connect(&RedisConfig::new(&redis))).unwrap();
     let _: i64 =
         runtime.block_on(client.query(switchyard::io_reactor::redis::cmd("DEL").arg(cleanup))).unwrap();
+}
+
+#[test]
+fn a_pipelines_own_rate_limit_paces_all_its_requests() {
+    const PER_SECOND: f64 = 5.0;
+    let lb = loopback();
+    let mut config = config(&lb, "paced");
+    // Polls would go every 10 ms; the pipeline's limit allows 5 requests a
+    // second, polls and deliveries together.
+    config.pipelines[0].source.poll_interval_ms = 10;
+    config.pipelines[0].rate_limit = Some(RateLimitConfig { per_second: PER_SECOND, burst: 1 });
+    config.validate().unwrap();
+    let engine = Engine::builder().config(config.resolved_engine().unwrap()).cpu_threads(1).build().unwrap();
+    let endpoints = Endpoints::new(None);
+    let stop = CancellationToken::new();
+    let window = Duration::from_secs(3);
+    engine
+        .block_on(async {
+            let service = run_service(&engine, &config, &endpoints, stop.clone(), RunLimits::default());
+            let stopper = async {
+                tokio::time::sleep(window).await;
+                stop.cancel();
+            };
+            let (report, ()) = tokio::join!(service, stopper);
+            report.unwrap();
+        })
+        .unwrap();
+    let requests = lb.polls.load(Ordering::SeqCst) as f64 + lb.received.lock().unwrap().len() as f64;
+    let allowed = PER_SECOND * window.as_secs_f64() + 1.0;
+    assert!(requests <= allowed, "{requests} requests in {window:?}, the limit allows {allowed}");
+    assert!(requests >= allowed * 0.7, "{requests} requests: the pipeline was slower than its limit");
 }

@@ -63,6 +63,25 @@ pub struct PipelineConfig {
     /// instead of the engine's `task_timeout_ms`: 1 ms to one hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_timeout_ms: Option<u64>,
+    /// This pipeline's own rate limit over all its requests (polls and
+    /// deliveries), in this process; hosts have theirs in `engine.http.hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// Requests per second, with a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Most requests per second (fractions allowed: `0.5`).
+    pub per_second: f64,
+    /// Requests that may go at once after a quiet spell.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    1
 }
 
 /// The bounds of a durable pipeline's dedup state. An id beyond them that
@@ -192,6 +211,18 @@ impl PipelineConfig {
         }
         if self.task_timeout_ms.is_some_and(|ms| !switchyard::valid_task_timeout_ms(ms)) {
             return Err(ConfigError::new(format!("{key}.task_timeout_ms"), "must be 1 ms to one hour"));
+        }
+        if let Some(rate) = self.rate_limit {
+            let max = switchyard::io_reactor::MAX_RATE_PER_SECOND;
+            if !(rate.per_second > 0.0 && rate.per_second <= max) {
+                return Err(ConfigError::new(
+                    format!("{key}.rate_limit.per_second"),
+                    format!("must be above 0 and at most {max}"),
+                ));
+            }
+            if !(1..=100_000).contains(&rate.burst) {
+                return Err(ConfigError::new(format!("{key}.rate_limit.burst"), "must be 1 to 100,000"));
+            }
         }
         if !(1..=MAX_ACTION_ATTEMPTS).contains(&self.action.max_attempts) {
             return Err(ConfigError::new(

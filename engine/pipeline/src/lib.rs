@@ -38,7 +38,7 @@ mod text;
 mod transform;
 
 pub use config::{
-    redact_url_template, ActionConfig, DedupConfig, PipelineConfig, SourceConfig,
+    redact_url_template, ActionConfig, DedupConfig, PipelineConfig, RateLimitConfig, SourceConfig,
     DEFAULT_ACTION_INITIAL_BACKOFF_MS, DEFAULT_ACTION_MAX_ATTEMPTS, DEFAULT_ACTION_MAX_BACKOFF_MS,
     DEFAULT_DEDUP_MAX_AGE_MS, DEFAULT_DEDUP_MAX_IDS, DEFAULT_MAX_ITEMS_PER_POLL, MAX_ACTION_ATTEMPTS,
     MAX_ACTION_BACKOFF_MS, MAX_FINGERPRINT_ROUNDS, MAX_FINGERPRINT_ROUNDS_PER_POLL, MAX_ITEMS_PER_POLL_LIMIT,

@@ -22,6 +22,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use switchyard::io_reactor;
+use switchyard::io_reactor::RateLimit;
 use switchyard::TaskContext;
 
 use crate::config::PipelineConfig;
@@ -111,6 +112,8 @@ pub struct PipelineParts {
     pub stores: Stores,
     /// The run its records belong to.
     pub run_id: String,
+    /// Its own rate limit over all its requests, if it has one.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A polling pipeline, ready to run polls from any number of tasks.
@@ -168,7 +171,20 @@ impl Pipeline {
             },
             stores,
             run_id: run_id.to_string(),
+            rate_limit: config.rate_limit.and_then(|r| RateLimit::new(r.per_second, r.burst)),
         }))
+    }
+
+    /// Sends one of the pipeline's requests, after its own rate limit.
+    pub(crate) async fn send(
+        &self,
+        cx: &TaskContext,
+        request: http::Request<Bytes>,
+    ) -> io_reactor::Result<io_reactor::HttpResponse> {
+        if let Some(rate) = &self.parts.rate_limit {
+            rate.until_ready().await;
+        }
+        cx.http().send(request).await
     }
 
     /// The pipeline's name.
@@ -229,7 +245,7 @@ impl Pipeline {
     ) -> Result<Prepared, PollError> {
         done.requests += 1;
         let request = self.parts.requests.poll(job).map_err(|e| PollError::at(Stage::Poll, e, *done))?;
-        let response = cx.http().send(request).await.and_then(|r| r.error_for_status());
+        let response = self.send(cx, request).await.and_then(|r| r.error_for_status());
         let body = response.map_err(|e| PollError::at(Stage::Poll, e, *done))?.body;
         let transform = self.parts.transform.clone();
         let prepared = cx
@@ -325,7 +341,7 @@ impl Pipeline {
             let request =
                 self.parts.requests.delivery(job, step, body.clone()).map_err(DeliveryError::Build)?;
             attempts.fetch_add(1, Ordering::Relaxed);
-            let result = cx.http().send(request).await.and_then(|r| r.error_for_status());
+            let result = self.send(cx, request).await.and_then(|r| r.error_for_status());
             if result.is_err() {
                 self.counters.delivery_failures.fetch_add(1, Ordering::Relaxed);
             }

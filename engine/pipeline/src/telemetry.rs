@@ -61,6 +61,8 @@ impl PipelineMetrics {
             Verdict::Delivered => 0,
             Verdict::Retry(_) => 1,
             Verdict::Permanent(_) => 2,
+            // Not an attempt: nothing was sent.
+            Verdict::Unavailable(_) => return,
         };
         self.attempts[index].increment(1);
     }

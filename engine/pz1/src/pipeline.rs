@@ -140,6 +140,8 @@ pub fn pz1_pipeline(
         delivery: DeliveryPolicy::ONCE,
         stores,
         run_id: run_id.into(),
+        // PZ-1 paces its polls by its schedule.
+        rate_limit: None,
     })
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use switchyard::io_reactor::{host_key_of, HostConfig, MAX_CONFIGURED_HOSTS};
 use switchyard::EngineConfig;
 use switchyard_pipeline::{redact_url_template, ConfigError, PipelineConfig, Template};
 use switchyard_pz1::Params;
@@ -237,6 +238,19 @@ impl ServiceConfig {
         }
         if let Some(redis) = &mut engine.redis {
             redis.url = Template::new(redis.url.clone()).resolve("engine.redis.url")?;
+        }
+        // Every host a pipeline talks to gets its own `host` label on the
+        // HTTP metrics (and a line in `/status`), unless listed already.
+        let urls = self.pipelines.iter().flat_map(|p| [&p.source.url, &p.action.url]);
+        for url in urls {
+            let Some(key) = url.resolve("pipelines.url").ok().as_deref().and_then(host_key_of) else {
+                continue;
+            };
+            let listed =
+                engine.http.hosts.iter().any(|h| host_key_of(&h.host).as_deref() == Some(key.as_str()));
+            if !listed && engine.http.hosts.len() < MAX_CONFIGURED_HOSTS {
+                engine.http.hosts.push(HostConfig::labelled(key));
+            }
         }
         if self.pipelines.is_empty() {
             // The built-in zaps poll an upstream this process starts on

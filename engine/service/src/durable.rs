@@ -240,6 +240,9 @@ async fn start_deliveries(
                         Err(TaskError::fatal(format!("gave up after {attempt} attempts (max_attempts)")))
                     }
                     Verdict::Permanent(why) => Err(TaskError::fatal(why)),
+                    Verdict::Unavailable(wait) => {
+                        Err(TaskError::deferred("the action's host is unavailable for now", wait))
+                    }
                 }
             }
         })

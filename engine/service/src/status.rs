@@ -58,6 +58,10 @@ pub struct StatusSnapshot {
     pub pipelines: Vec<PipelineStatus>,
     /// The durable service's streams (empty otherwise).
     pub streams: Vec<StreamStatus>,
+    /// Upstream hosts: every configured one, and any other whose breaker
+    /// is not closed, whose concurrency limit is down or that a
+    /// `Retry-After` holds.
+    pub hosts: Vec<switchyard::io_reactor::HostStatus>,
     /// Most recent failures, oldest first.
     pub recent_failures: Vec<FailureStatus>,
     /// Most recent tasks cancelled at their deadline (at most 20 per run),
@@ -271,6 +275,7 @@ impl StatusSource {
                 stalls: w.stalls,
                 last_stall_stage: watchdog.last_stall_stage(),
             },
+            hosts: self.engine.http_hosts(),
             mysql: self.runs.first().and_then(|r| r.mysql_status()).map(|m| MysqlStatus {
                 in_use: m.in_use,
                 waiters: m.waiters,

@@ -48,17 +48,26 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct TaskError {
     source: BoxError,
     retry_after: Option<Duration>,
+    /// The work was not attempted: the retry does not count as an attempt.
+    deferred: bool,
 }
 
 impl TaskError {
     /// A final failure.
     pub fn fatal(source: impl Into<BoxError>) -> Self {
-        TaskError { source: source.into(), retry_after: None }
+        TaskError { source: source.into(), retry_after: None, deferred: false }
     }
 
     /// A failure after which the item is delivered again in `delay`.
     pub fn retry_after(source: impl Into<BoxError>, delay: Duration) -> Self {
-        TaskError { source: source.into(), retry_after: Some(delay) }
+        TaskError { source: source.into(), retry_after: Some(delay), deferred: false }
+    }
+
+    /// The task could not try (its upstream is unavailable for now, say a
+    /// circuit breaker is open): the item comes back in `delay`, and a
+    /// source that counts attempts does not count this one.
+    pub fn deferred(source: impl Into<BoxError>, delay: Duration) -> Self {
+        TaskError { source: source.into(), retry_after: Some(delay), deferred: true }
     }
 
     /// The requested retry delay, if any.
@@ -134,6 +143,7 @@ pub(crate) async fn run_task<T: Send + 'static>(
     };
     let run = started.elapsed();
 
+    let mut deferred = false;
     let (outcome, failure, retry_delay) = match ended {
         Ended::Abandoned => {
             (TaskOutcome::Abandoned, Some("abandoned at shutdown deadline".to_string()), None)
@@ -152,7 +162,10 @@ pub(crate) async fn run_task<T: Send + 'static>(
         }
         Ended::Ran(Ok(Ok(()))) => (TaskOutcome::Ok, None, None),
         Ended::Ran(Ok(Err(e))) => match e.retry_after {
-            Some(delay) => (TaskOutcome::Retried, Some(e.to_string()), Some(delay)),
+            Some(delay) => {
+                deferred = e.deferred;
+                (TaskOutcome::Retried, Some(e.to_string()), Some(delay))
+            }
             None => (TaskOutcome::Failed, Some(e.to_string()), None),
         },
         Ended::Ran(Err(panic)) => {
@@ -162,6 +175,7 @@ pub(crate) async fn run_task<T: Send + 'static>(
     let settled = match (outcome, retry_delay, &failure) {
         // An abandoned item is deliberately left unsettled: a durable source delivers it again.
         (TaskOutcome::Abandoned, _, _) => Ok(()),
+        (_, Some(delay), _) if deferred => settle.defer(delay).await,
         (_, Some(delay), _) => settle.nack(delay).await,
         (TaskOutcome::Failed | TaskOutcome::Panicked, _, Some(reason)) => {
             settle.fail(reason, outcome == TaskOutcome::Panicked).await

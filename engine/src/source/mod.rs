@@ -51,6 +51,12 @@ pub trait Settle: Send + 'static {
     fn ack(self: Box<Self>) -> BoxFuture<Result<(), SourceError>>;
     /// The task failed and the item should be delivered again after `retry_after`.
     fn nack(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>>;
+    /// The task did not get to try (its upstream is unavailable for now):
+    /// deliver the item again after `retry_after` without counting this
+    /// delivery as an attempt. A source that counts no attempts nacks.
+    fn defer(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>> {
+        self.nack(retry_after)
+    }
     /// The task failed for good, for `reason`, or `panicked`: a durable
     /// source keeps the item as a dead letter an operator can inspect and
     /// replay. By default the item is simply acknowledged.

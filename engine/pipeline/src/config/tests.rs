@@ -115,3 +115,16 @@ fn cpu_heavy_values_and_the_task_timeout_are_bounded() {
     assert_eq!(minute.task_timeout(), Some(std::time::Duration::from_secs(60)));
     assert_eq!(parse(PIPELINE).task_timeout(), None, "the engine's applies");
 }
+
+#[test]
+fn a_pipelines_rate_limit_is_bounded() {
+    std::env::set_var("SY_PIPELINE_TEST_TOKEN", "t0ken");
+    let key = |text: &str| parse(text).validate("p").err().map(|e| e.key().to_string());
+    let limited =
+        |rate: &str| PIPELINE.replace("[source]", &format!("rate_limit = {{ {rate} }}\n    [source]"));
+    assert_eq!(key(&limited("per_second = 0.5")), None, "fractions are fine");
+    assert_eq!(parse(&limited("per_second = 2.0, burst = 4")).rate_limit.unwrap().burst, 4);
+    assert_eq!(key(&limited("per_second = 0.0")).as_deref(), Some("p.rate_limit.per_second"));
+    assert_eq!(key(&limited("per_second = 1e9")).as_deref(), Some("p.rate_limit.per_second"));
+    assert_eq!(key(&limited("per_second = 1.0, burst = 0")).as_deref(), Some("p.rate_limit.burst"));
+}

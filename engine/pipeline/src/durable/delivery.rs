@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -79,6 +78,9 @@ pub enum Verdict {
     Delivered,
     /// Worth another attempt after this long (a transport error, 408, 429, 5xx).
     Retry(Duration),
+    /// Not attempted: the action's host is unavailable for this long (its
+    /// circuit breaker is open, or it asked to wait). Not an attempt.
+    Unavailable(Duration),
     /// Will not succeed by retrying (any other status); the reason says why.
     Permanent(String),
 }
@@ -119,12 +121,7 @@ pub fn verdict(status: Option<u16>, headers: &HeaderMap, attempt: u32, backoff: 
 /// `Retry-After` in either form (delta-seconds or an HTTP date), capped at
 /// [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value).ok()?.duration_since(now).unwrap_or(Duration::ZERO),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    Some(switchyard::io_reactor::retry_after(headers, now)?.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -133,7 +130,7 @@ mod tests {
 
     fn headers(retry_after: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_str(retry_after).unwrap());
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_str(retry_after).unwrap());
         h
     }
 

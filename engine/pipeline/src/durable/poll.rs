@@ -135,10 +135,15 @@ impl Pipeline {
             Err(e) => return Verdict::Permanent(format!("cannot build the request: {e}")),
         };
         request.headers_mut().insert(IDEMPOTENCY_KEY, job.idempotency_key());
-        let (status, headers) = match cx.http().send(request).await {
+        let (status, headers) = match self.send(cx, request).await {
             Ok(response) => (Some(response.status.as_u16()), response.headers),
             Err(e) if e.is_body_too_large() => {
                 return Verdict::Permanent("the action's answer exceeds the body cap".to_string())
+            }
+            Err(e) if e.is_unavailable() => {
+                // Nothing was sent: neither an attempt nor a failure of the item.
+                tracing::debug!(pipeline = %job.pipeline, error = %e, "delivery deferred");
+                return Verdict::Unavailable(e.retry_in().unwrap_or(backoff.initial));
             }
             Err(e) => {
                 tracing::debug!(pipeline = %job.pipeline, error = %e, "delivery attempt failed");

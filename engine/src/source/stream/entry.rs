@@ -38,10 +38,16 @@ impl Entry {
     /// re-added with, `attempt` already the next one. The original id keeps
     /// two retries of equal content apart.
     pub(super) fn delayed_member(&self) -> String {
+        self.delayed_member_as(self.attempt + 1)
+    }
+
+    /// As [`Entry::delayed_member`], but coming back as delivery `attempt`
+    /// (the same one, for a delivery that did not count).
+    pub(super) fn delayed_member_as(&self, attempt: u32) -> String {
         serde_json::json!({
             "item": self.item,
             "label": self.label,
-            "attempt": (self.attempt + 1).to_string(),
+            "attempt": attempt.to_string(),
             "at": now_ms().to_string(),
             "from": self.id,
         })

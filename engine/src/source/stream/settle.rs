@@ -61,20 +61,16 @@ impl Settle for StreamSettle {
                 );
                 return dead_letter(&self.shared, &self.entry, DeadReason::RetriesExhausted, &why).await;
             }
-            // The retry waits in the delayed set (moved back to the stream by
-            // the next read after `retry_after`), not in this process: it
-            // survives a crash, and frees this task's slot now.
-            let due = now_ms().saturating_add(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            ack_and_delete(&mut pipe, &self.shared, &self.entry.id);
-            pipe.cmd("ZADD")
-                .arg(self.shared.config.delayed_key())
-                .arg(due)
-                .arg(self.entry.delayed_member())
-                .ignore();
-            self.shared.commands.query_pipeline::<()>(&pipe, true).await?;
-            Ok(())
+            delay(&self.shared, &self.entry, retry_after, self.entry.delayed_member()).await
+        })
+    }
+
+    fn defer(self: Box<Self>, retry_after: Duration) -> BoxFuture<Result<(), SourceError>> {
+        // Not an attempt: it comes back as the same delivery, so an upstream
+        // that is down for an hour does not use up the item's attempts.
+        Box::pin(async move {
+            let member = self.entry.delayed_member_as(self.attempt);
+            delay(&self.shared, &self.entry, retry_after, member).await
         })
     }
 
@@ -85,6 +81,25 @@ impl Settle for StreamSettle {
             dead_letter(&self.shared, &self.entry, kind, &why).await
         })
     }
+}
+
+/// Puts `entry` into the delayed set as `member`, due in `retry_after`, and
+/// out of the stream, in one transaction. The retry waits in Redis (moved
+/// back to the stream by the next read after it is due), not in this
+/// process: it survives a crash, and frees this task's slot now.
+async fn delay(
+    shared: &Shared,
+    entry: &Entry,
+    retry_after: Duration,
+    member: String,
+) -> Result<(), SourceError> {
+    let due = now_ms().saturating_add(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    ack_and_delete(&mut pipe, shared, &entry.id);
+    pipe.cmd("ZADD").arg(shared.config.delayed_key()).arg(due).arg(member).ignore();
+    shared.commands.query_pipeline::<()>(&pipe, true).await?;
+    Ok(())
 }
 
 /// Moves `entry` to the dead letters with `why`, and out of the stream, in

@@ -1,0 +1,336 @@
+//! A circuit breaker per host: after enough calls in a sliding window, a
+//! failure or slow-call ratio over its threshold opens it; open, it fails
+//! calls at once; after `open_ms` it lets a few probes through (half-open);
+//! all succeed, it closes; one fails, it opens again.
+//!
+//! Why: a dead or hanging host otherwise holds every caller for a whole
+//! request timeout, and their admission slots with them, so one bad host
+//! slows every pipeline. Open, it costs a fast, clear error instead.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::BreakerConfig;
+
+/// The window is kept as this many buckets, so old calls leave it in steps
+/// of a tenth of the window rather than all at once.
+const BUCKETS: usize = 10;
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl BreakerState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// How one call went, as the breaker judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallResult {
+    Success,
+    /// A connect error, a timeout, a 5xx.
+    Failure,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Bucket {
+    /// Which slot of time (window / BUCKETS wide) the counts belong to.
+    slot: u64,
+    calls: u32,
+    failures: u32,
+    slow: u32,
+}
+
+struct State {
+    state: BreakerState,
+    buckets: [Bucket; BUCKETS],
+    opened_at: Instant,
+    probes_in_flight: u32,
+    probes_succeeded: u32,
+    /// Bumped on every transition: a call admitted before one is not
+    /// counted after it (a slow call that started while closed must not
+    /// reopen a breaker that has since closed again).
+    generation: u64,
+}
+
+/// One host's breaker.
+pub(crate) struct Breaker {
+    config: BreakerConfig,
+    bucket_width: Duration,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+/// A call the breaker let through; settle it with [`Breaker::record`].
+/// Dropped unsettled (the caller gave up), a probe's place is given back.
+pub(crate) struct Admission {
+    breaker: Arc<Breaker>,
+    generation: u64,
+    probe: bool,
+    settled: bool,
+}
+
+/// The breaker is open: fail now, try again after `retry_in`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Open {
+    pub(crate) retry_in: Duration,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: &BreakerConfig) -> Self {
+        let now = Instant::now();
+        Breaker {
+            bucket_width: Duration::from_millis(config.window_ms.div_ceil(BUCKETS as u64).max(1)),
+            config: config.clone(),
+            started: now,
+            state: Mutex::new(State {
+                state: BreakerState::Closed,
+                buckets: [Bucket::default(); BUCKETS],
+                opened_at: now,
+                probes_in_flight: 0,
+                probes_succeeded: 0,
+                generation: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where the breaker stands (an open breaker whose time is up stays
+    /// open until the next call probes).
+    pub(crate) fn state(&self) -> BreakerState {
+        self.lock().state
+    }
+
+    fn open_for(&self) -> Duration {
+        Duration::from_millis(self.config.open_ms)
+    }
+
+    /// Lets a call through, or says the host is off limits for now. The
+    /// second value is the state after the call, when it changed.
+    pub(crate) fn admit(self: &Arc<Self>) -> (Result<Admission, Open>, Option<BreakerState>) {
+        if !self.config.enabled {
+            return (Ok(self.admission(0, false)), None);
+        }
+        let mut state = self.lock();
+        let mut changed = None;
+        if state.state == BreakerState::Open {
+            let open_for = state.opened_at.elapsed();
+            if open_for < self.open_for() {
+                return (Err(Open { retry_in: self.open_for() - open_for }), None);
+            }
+            state.state = BreakerState::HalfOpen;
+            state.probes_in_flight = 0;
+            state.probes_succeeded = 0;
+            state.generation += 1;
+            changed = Some(BreakerState::HalfOpen);
+        }
+        if state.state == BreakerState::HalfOpen {
+            if state.probes_in_flight + state.probes_succeeded >= self.config.half_open_probes {
+                // Enough probes are out; the rest wait for their verdict.
+                return (Err(Open { retry_in: self.bucket_width }), changed);
+            }
+            state.probes_in_flight += 1;
+            return (Ok(self.admission(state.generation, true)), changed);
+        }
+        (Ok(self.admission(state.generation, false)), changed)
+    }
+
+    fn admission(self: &Arc<Self>, generation: u64, probe: bool) -> Admission {
+        Admission { breaker: Arc::clone(self), generation, probe, settled: false }
+    }
+
+    /// Settles a call; returns the new state when the call changed it.
+    pub(crate) fn record(
+        &self,
+        mut admission: Admission,
+        result: CallResult,
+        took: Duration,
+    ) -> Option<BreakerState> {
+        admission.settled = true;
+        if !self.config.enabled {
+            return None;
+        }
+        let slow = took >= Duration::from_millis(self.config.slow_call_ms);
+        let bad = result == CallResult::Failure || slow;
+        let mut state = self.lock();
+        if admission.generation != state.generation {
+            return None;
+        }
+        match state.state {
+            BreakerState::HalfOpen if admission.probe => {
+                state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
+                if bad {
+                    return Some(self.open(&mut state));
+                }
+                state.probes_succeeded += 1;
+                if state.probes_succeeded >= self.config.half_open_probes {
+                    state.state = BreakerState::Closed;
+                    state.buckets = [Bucket::default(); BUCKETS];
+                    state.generation += 1;
+                    return Some(BreakerState::Closed);
+                }
+                None
+            }
+            BreakerState::Closed => {
+                let slot = self.slot_now();
+                let bucket = &mut state.buckets[(slot % BUCKETS as u64) as usize];
+                if bucket.slot != slot {
+                    *bucket = Bucket { slot, ..Bucket::default() };
+                }
+                bucket.calls += 1;
+                bucket.failures += u32::from(result == CallResult::Failure);
+                bucket.slow += u32::from(slow);
+                let (calls, failures, slow_calls) = state
+                    .buckets
+                    .iter()
+                    .filter(|b| slot - b.slot < BUCKETS as u64 && b.calls > 0)
+                    .fold((0u32, 0u32, 0u32), |(c, f, s), b| (c + b.calls, f + b.failures, s + b.slow));
+                if calls < self.config.min_calls {
+                    return None;
+                }
+                let ratio = |n: u32| f64::from(n) / f64::from(calls);
+                if ratio(failures) >= self.config.failure_ratio
+                    || ratio(slow_calls) >= self.config.slow_call_ratio
+                {
+                    return Some(self.open(&mut state));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn open(&self, state: &mut State) -> BreakerState {
+        state.state = BreakerState::Open;
+        state.opened_at = Instant::now();
+        state.probes_in_flight = 0;
+        state.probes_succeeded = 0;
+        state.generation += 1;
+        BreakerState::Open
+    }
+
+    fn slot_now(&self) -> u64 {
+        (self.started.elapsed().as_nanos() / self.bucket_width.as_nanos().max(1)) as u64
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.settled || !self.probe {
+            return;
+        }
+        let mut state = self.breaker.lock();
+        if state.generation == self.generation {
+            state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(open_ms: u64) -> Arc<Breaker> {
+        Arc::new(Breaker::new(&BreakerConfig {
+            window_ms: 1_000,
+            min_calls: 4,
+            failure_ratio: 0.5,
+            slow_call_ms: 100,
+            slow_call_ratio: 0.5,
+            open_ms,
+            half_open_probes: 2,
+            enabled: true,
+        }))
+    }
+
+    fn call(b: &Arc<Breaker>, result: CallResult, took_ms: u64) -> Option<BreakerState> {
+        let admission = b.admit().0.expect("admitted");
+        b.record(admission, result, Duration::from_millis(took_ms))
+    }
+
+    #[test]
+    fn opens_only_over_the_minimum_volume_and_the_ratio() {
+        let b = breaker(60_000);
+        assert_eq!(call(&b, CallResult::Failure, 1), None);
+        assert_eq!(call(&b, CallResult::Failure, 1), None);
+        assert_eq!(call(&b, CallResult::Success, 1), None, "3 calls: under the minimum volume");
+        assert_eq!(call(&b, CallResult::Failure, 1), Some(BreakerState::Open), "3 of 4 failed");
+        assert!(b.admit().0.is_err(), "open: calls fail at once");
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn slow_calls_open_it_too_and_successes_keep_it_closed() {
+        let b = breaker(60_000);
+        for _ in 0..10 {
+            assert_eq!(call(&b, CallResult::Success, 1), None);
+        }
+        let healthy = breaker(60_000);
+        for _ in 0..3 {
+            call(&healthy, CallResult::Success, 500);
+        }
+        assert_eq!(call(&healthy, CallResult::Success, 500), Some(BreakerState::Open), "4 of 4 slow");
+    }
+
+    #[test]
+    fn half_open_probes_close_it_on_success_and_reopen_it_on_failure() {
+        let b = breaker(30);
+        for _ in 0..4 {
+            call(&b, CallResult::Failure, 1);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        std::thread::sleep(Duration::from_millis(40));
+        let (first, changed) = b.admit();
+        assert_eq!(changed, Some(BreakerState::HalfOpen));
+        let second = b.admit().0.expect("second probe");
+        assert!(b.admit().0.is_err(), "only two probes at once");
+        assert_eq!(b.record(first.unwrap(), CallResult::Success, Duration::ZERO), None);
+        assert_eq!(b.record(second, CallResult::Success, Duration::ZERO), Some(BreakerState::Closed));
+        for _ in 0..4 {
+            call(&b, CallResult::Failure, 1);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.admit().0.unwrap();
+        assert_eq!(b.record(probe, CallResult::Failure, Duration::ZERO), Some(BreakerState::Open));
+        assert!(b.admit().0.is_err());
+    }
+
+    #[test]
+    fn an_abandoned_probe_gives_its_place_back() {
+        let b = breaker(10);
+        for _ in 0..4 {
+            call(&b, CallResult::Failure, 1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        drop(b.admit().0.unwrap());
+        drop(b.admit().0.unwrap());
+        assert!(b.admit().0.is_ok(), "dropped probes do not hold the half-open breaker shut");
+    }
+
+    #[test]
+    fn old_calls_leave_the_window() {
+        let b = Arc::new(Breaker::new(&BreakerConfig {
+            window_ms: 100,
+            min_calls: 4,
+            ..BreakerConfig::default()
+        }));
+        for _ in 0..3 {
+            call(&b, CallResult::Failure, 1);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(call(&b, CallResult::Failure, 1), None, "the first three failures have left the window");
+    }
+}
