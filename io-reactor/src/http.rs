@@ -254,9 +254,23 @@ impl HttpClient {
     ) -> Result<HttpResponse> {
         // One deadline for the whole exchange, the wait at the gate included.
         let deadline = tokio::time::Instant::from_std(started + self.inner.request_timeout);
-        let pass = gate.enter(deadline).await?;
+        let mut pass = gate.enter(deadline).await?;
         let sent = Instant::now();
-        let result = match tokio::time::timeout_at(deadline, self.round_trip(request)).await {
+        let round_trip = self.round_trip(request);
+        tokio::pin!(round_trip);
+        let slow = tokio::time::sleep(gate.slow_threshold());
+        tokio::pin!(slow);
+        let answered = async {
+            tokio::select! {
+                result = &mut round_trip => result,
+                () = &mut slow => {
+                    // Still waiting: slow already, whatever comes of it.
+                    gate.note_slow(&mut pass);
+                    round_trip.await
+                }
+            }
+        };
+        let result = match tokio::time::timeout_at(deadline, answered).await {
             Ok(result) => result,
             Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Request)),
         };

@@ -78,6 +78,8 @@ pub(crate) struct Admission {
     generation: u64,
     probe: bool,
     settled: bool,
+    /// Counted slow already, when it crossed the threshold in flight.
+    slow_noted: bool,
 }
 
 /// The breaker is open: fail now, try again after `retry_in`.
@@ -149,7 +151,7 @@ impl Breaker {
     }
 
     fn admission(self: &Arc<Self>, generation: u64, probe: bool) -> Admission {
-        Admission { breaker: Arc::clone(self), generation, probe, settled: false }
+        Admission { breaker: Arc::clone(self), generation, probe, settled: false, slow_noted: false }
     }
 
     /// Settles a call; returns the new state when the call changed it.
@@ -163,8 +165,10 @@ impl Breaker {
         if !self.config.enabled {
             return None;
         }
-        let slow = took >= Duration::from_millis(self.config.slow_call_ms);
-        let bad = result == CallResult::Failure || slow;
+        let failed = result == CallResult::Failure;
+        // A call already counted slow when it crossed the threshold counts
+        // once: only its failure, if it failed, is added now.
+        let slow = !admission.slow_noted && took >= self.slow_threshold();
         let mut state = self.lock();
         if admission.generation != state.generation {
             return None;
@@ -172,7 +176,7 @@ impl Breaker {
         match state.state {
             BreakerState::HalfOpen if admission.probe => {
                 state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
-                if bad {
+                if failed || slow {
                     return Some(self.open(&mut state));
                 }
                 state.probes_succeeded += 1;
@@ -185,32 +189,65 @@ impl Breaker {
                 None
             }
             BreakerState::Closed => {
-                let slot = self.slot_now();
-                let bucket = &mut state.buckets[(slot % BUCKETS as u64) as usize];
-                if bucket.slot != slot {
-                    *bucket = Bucket { slot, ..Bucket::default() };
-                }
-                bucket.calls += 1;
-                bucket.failures += u32::from(result == CallResult::Failure);
-                bucket.slow += u32::from(slow);
-                let (calls, failures, slow_calls) = state
-                    .buckets
-                    .iter()
-                    .filter(|b| slot - b.slot < BUCKETS as u64 && b.calls > 0)
-                    .fold((0u32, 0u32, 0u32), |(c, f, s), b| (c + b.calls, f + b.failures, s + b.slow));
-                if calls < self.config.min_calls {
-                    return None;
-                }
-                let ratio = |n: u32| f64::from(n) / f64::from(calls);
-                if ratio(failures) >= self.config.failure_ratio
-                    || ratio(slow_calls) >= self.config.slow_call_ratio
-                {
-                    return Some(self.open(&mut state));
-                }
-                None
+                let calls = u32::from(!admission.slow_noted);
+                self.count(&mut state, calls, u32::from(failed), u32::from(slow))
             }
             _ => None,
         }
+    }
+
+    /// How long a call may take before it counts as slow.
+    pub(crate) fn slow_threshold(&self) -> Duration {
+        Duration::from_millis(self.config.slow_call_ms)
+    }
+
+    /// A call still in flight has just crossed the slow-call threshold: it
+    /// counts as slow now, not when it ends, so a host that hangs opens its
+    /// breaker within `slow_call_ms` instead of holding every caller for a
+    /// whole request timeout first.
+    pub(crate) fn note_slow(&self, admission: &mut Admission) -> Option<BreakerState> {
+        if !self.config.enabled || admission.slow_noted {
+            return None;
+        }
+        admission.slow_noted = true;
+        let mut state = self.lock();
+        if admission.generation != state.generation {
+            return None;
+        }
+        match state.state {
+            BreakerState::HalfOpen if admission.probe => {
+                state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
+                Some(self.open(&mut state))
+            }
+            BreakerState::Closed => self.count(&mut state, 1, 0, 1),
+            _ => None,
+        }
+    }
+
+    /// Adds to the window's current bucket and opens the breaker when the
+    /// window's ratios say so.
+    fn count(&self, state: &mut State, calls: u32, failures: u32, slow: u32) -> Option<BreakerState> {
+        let slot = self.slot_now();
+        let bucket = &mut state.buckets[(slot % BUCKETS as u64) as usize];
+        if bucket.slot != slot {
+            *bucket = Bucket { slot, ..Bucket::default() };
+        }
+        bucket.calls += calls;
+        bucket.failures += failures;
+        bucket.slow += slow;
+        let (calls, failures, slow_calls) = state
+            .buckets
+            .iter()
+            .filter(|b| slot - b.slot < BUCKETS as u64 && b.calls + b.failures > 0)
+            .fold((0u32, 0u32, 0u32), |(c, f, s), b| (c + b.calls, f + b.failures, s + b.slow));
+        if calls < self.config.min_calls {
+            return None;
+        }
+        let ratio = |n: u32| f64::from(n) / f64::from(calls);
+        if ratio(failures) >= self.config.failure_ratio || ratio(slow_calls) >= self.config.slow_call_ratio {
+            return Some(self.open(state));
+        }
+        None
     }
 
     fn open(&self, state: &mut State) -> BreakerState {
@@ -229,7 +266,7 @@ impl Breaker {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.settled || !self.probe {
+        if self.settled || !self.probe || self.slow_noted {
             return;
         }
         let mut state = self.breaker.lock();
@@ -306,6 +343,24 @@ mod tests {
         let probe = b.admit().0.unwrap();
         assert_eq!(b.record(probe, CallResult::Failure, Duration::ZERO), Some(BreakerState::Open));
         assert!(b.admit().0.is_err());
+    }
+
+    #[test]
+    fn a_call_counts_slow_once_when_it_crosses_the_threshold() {
+        let b = breaker(60_000);
+        let mut held: Vec<Admission> = (0..4).map(|_| b.admit().0.unwrap()).collect();
+        for admission in &mut held[..3] {
+            assert_eq!(b.note_slow(admission), None);
+        }
+        assert_eq!(
+            b.note_slow(&mut held[3]),
+            Some(BreakerState::Open),
+            "4 of 4 in flight past the threshold"
+        );
+        assert!(b.admit().0.is_err(), "open before any of them answered");
+        for admission in held {
+            assert_eq!(b.record(admission, CallResult::Success, Duration::from_secs(1)), None);
+        }
     }
 
     #[test]

@@ -107,6 +107,17 @@ impl HostGate {
         Ok(Pass { admission, permit })
     }
 
+    /// How long a call may take before the breaker counts it slow.
+    pub(crate) fn slow_threshold(&self) -> Duration {
+        self.breaker.slow_threshold()
+    }
+
+    /// The request in flight on `pass` has crossed the slow-call threshold.
+    pub(crate) fn note_slow(&self, pass: &mut Pass) {
+        let changed = self.breaker.note_slow(&mut pass.admission);
+        self.breaker_changed(changed);
+    }
+
     /// Tells the breaker and the limit how the request went, and holds the
     /// host for a `Retry-After` on 429 or 503.
     pub(crate) fn settle(&self, pass: Pass, result: Result<(u16, Option<Duration>), &Error>, took: Duration) {
