@@ -11,6 +11,8 @@ pub const MAX_CONFIGURED_HOSTS: usize = 256;
 pub const MAX_RATE_PER_SECOND: f64 = 100_000.0;
 /// Default breaker window.
 const DEFAULT_BREAKER_WINDOW_MS: u64 = 10_000;
+/// Default most recent calls the breaker judges a host by.
+const DEFAULT_BREAKER_WINDOW_CALLS: u32 = 100;
 /// Default calls in the window before the breaker judges a host.
 const DEFAULT_BREAKER_MIN_CALLS: u32 = 20;
 /// Default share of failed calls that opens the breaker.
@@ -84,7 +86,10 @@ impl HostConfig {
 pub struct BreakerConfig {
     /// Off: a dead host costs a request timeout per call, not a fast error.
     pub enabled: bool,
-    /// The sliding window the ratios are taken over.
+    /// The ratios are taken over the most recent calls, at most this many
+    /// (so a long healthy past does not hide a host that just went bad)...
+    pub window_calls: u32,
+    /// ...and none older than this.
     pub window_ms: u64,
     /// Calls in the window before the ratios are judged.
     pub min_calls: u32,
@@ -105,6 +110,7 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
             enabled: true,
+            window_calls: DEFAULT_BREAKER_WINDOW_CALLS,
             window_ms: DEFAULT_BREAKER_WINDOW_MS,
             min_calls: DEFAULT_BREAKER_MIN_CALLS,
             failure_ratio: DEFAULT_BREAKER_FAILURE_RATIO,
@@ -121,7 +127,10 @@ impl BreakerConfig {
         if !(100..=3_600_000).contains(&self.window_ms) {
             return Err(Error::config("http.breaker.window_ms"));
         }
-        if self.min_calls == 0 || self.min_calls > 1_000_000 {
+        if self.window_calls == 0 || self.window_calls > 10_000 {
+            return Err(Error::config("http.breaker.window_calls"));
+        }
+        if self.min_calls == 0 || self.min_calls > self.window_calls {
             return Err(Error::config("http.breaker.min_calls"));
         }
         if !(self.failure_ratio > 0.0 && self.failure_ratio <= 1.0) {

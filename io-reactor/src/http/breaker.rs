@@ -1,5 +1,6 @@
-//! A circuit breaker per host: after enough calls in a sliding window, a
-//! failure or slow-call ratio over its threshold opens it; open, it fails
+//! A circuit breaker per host: over the sliding window of its most recent
+//! calls (at most `window_calls`, none older than `window_ms`), once there
+//! are `min_calls`, a failure or slow-call ratio over its threshold opens it; open, it fails
 //! calls at once; after `open_ms` it lets a few probes through (half-open);
 //! all succeed, it closes; one fails, it opens again.
 //!
@@ -7,14 +8,14 @@
 //! request timeout, and their admission slots with them, so one bad host
 //! slows every pipeline. Open, it costs a fast, clear error instead.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::BreakerConfig;
 
-/// The window is kept as this many buckets, so old calls leave it in steps
-/// of a tenth of the window rather than all at once.
-const BUCKETS: usize = 10;
+/// How long a caller is told to wait while enough probes are out.
+const PROBES_OUT_RETRY: Duration = Duration::from_millis(100);
 
 /// Where a breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +43,19 @@ pub(crate) enum CallResult {
     Failure,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Bucket {
-    /// Which slot of time (window / BUCKETS wide) the counts belong to.
-    slot: u64,
-    calls: u32,
-    failures: u32,
-    slow: u32,
+/// One call of the window: when it was counted, and how it went.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    at: Instant,
+    failed: bool,
+    slow: bool,
 }
 
 struct State {
     state: BreakerState,
-    buckets: [Bucket; BUCKETS],
+    /// The most recent calls, oldest first: a count window (recent calls
+    /// weigh, not a long healthy past) bounded in age too.
+    window: VecDeque<Call>,
     opened_at: Instant,
     probes_in_flight: u32,
     probes_succeeded: u32,
@@ -66,8 +68,7 @@ struct State {
 /// One host's breaker.
 pub(crate) struct Breaker {
     config: BreakerConfig,
-    bucket_width: Duration,
-    started: Instant,
+    window_age: Duration,
     state: Mutex<State>,
 }
 
@@ -92,12 +93,11 @@ impl Breaker {
     pub(crate) fn new(config: &BreakerConfig) -> Self {
         let now = Instant::now();
         Breaker {
-            bucket_width: Duration::from_millis(config.window_ms.div_ceil(BUCKETS as u64).max(1)),
+            window_age: Duration::from_millis(config.window_ms),
             config: config.clone(),
-            started: now,
             state: Mutex::new(State {
                 state: BreakerState::Closed,
-                buckets: [Bucket::default(); BUCKETS],
+                window: VecDeque::with_capacity(config.window_calls as usize),
                 opened_at: now,
                 probes_in_flight: 0,
                 probes_succeeded: 0,
@@ -142,7 +142,7 @@ impl Breaker {
         if state.state == BreakerState::HalfOpen {
             if state.probes_in_flight + state.probes_succeeded >= self.config.half_open_probes {
                 // Enough probes are out; the rest wait for their verdict.
-                return (Err(Open { retry_in: self.bucket_width }), changed);
+                return (Err(Open { retry_in: PROBES_OUT_RETRY }), changed);
             }
             state.probes_in_flight += 1;
             return (Ok(self.admission(state.generation, true)), changed);
@@ -182,7 +182,7 @@ impl Breaker {
                 state.probes_succeeded += 1;
                 if state.probes_succeeded >= self.config.half_open_probes {
                     state.state = BreakerState::Closed;
-                    state.buckets = [Bucket::default(); BUCKETS];
+                    state.window.clear();
                     state.generation += 1;
                     return Some(BreakerState::Closed);
                 }
@@ -224,27 +224,29 @@ impl Breaker {
         }
     }
 
-    /// Adds to the window's current bucket and opens the breaker when the
-    /// window's ratios say so.
+    /// Adds a call to the window and opens the breaker when the window's
+    /// ratios say so. `calls` is 0 for a call counted slow already, whose
+    /// failure adds nothing a breaker would act on.
     fn count(&self, state: &mut State, calls: u32, failures: u32, slow: u32) -> Option<BreakerState> {
-        let slot = self.slot_now();
-        let bucket = &mut state.buckets[(slot % BUCKETS as u64) as usize];
-        if bucket.slot != slot {
-            *bucket = Bucket { slot, ..Bucket::default() };
+        if calls == 0 {
+            return None;
         }
-        bucket.calls += calls;
-        bucket.failures += failures;
-        bucket.slow += slow;
-        let (calls, failures, slow_calls) = state
-            .buckets
-            .iter()
-            .filter(|b| slot - b.slot < BUCKETS as u64 && b.calls + b.failures > 0)
-            .fold((0u32, 0u32, 0u32), |(c, f, s), b| (c + b.calls, f + b.failures, s + b.slow));
+        let now = Instant::now();
+        if state.window.len() >= self.config.window_calls as usize {
+            state.window.pop_front();
+        }
+        state.window.push_back(Call { at: now, failed: failures > 0, slow: slow > 0 });
+        while state.window.front().is_some_and(|c| now.duration_since(c.at) > self.window_age) {
+            state.window.pop_front();
+        }
+        let calls = state.window.len() as u32;
         if calls < self.config.min_calls {
             return None;
         }
+        let failed = state.window.iter().filter(|c| c.failed).count() as u32;
+        let slow_calls = state.window.iter().filter(|c| c.slow).count() as u32;
         let ratio = |n: u32| f64::from(n) / f64::from(calls);
-        if ratio(failures) >= self.config.failure_ratio || ratio(slow_calls) >= self.config.slow_call_ratio {
+        if ratio(failed) >= self.config.failure_ratio || ratio(slow_calls) >= self.config.slow_call_ratio {
             return Some(self.open(state));
         }
         None
@@ -257,10 +259,6 @@ impl Breaker {
         state.probes_succeeded = 0;
         state.generation += 1;
         BreakerState::Open
-    }
-
-    fn slot_now(&self) -> u64 {
-        (self.started.elapsed().as_nanos() / self.bucket_width.as_nanos().max(1)) as u64
     }
 }
 
@@ -282,6 +280,7 @@ mod tests {
 
     fn breaker(open_ms: u64) -> Arc<Breaker> {
         Arc::new(Breaker::new(&BreakerConfig {
+            window_calls: 8,
             window_ms: 1_000,
             min_calls: 4,
             failure_ratio: 0.5,
@@ -373,6 +372,18 @@ mod tests {
         drop(b.admit().0.unwrap());
         drop(b.admit().0.unwrap());
         assert!(b.admit().0.is_ok(), "dropped probes do not hold the half-open breaker shut");
+    }
+
+    #[test]
+    fn the_most_recent_calls_decide_not_a_long_healthy_past() {
+        let b = breaker(60_000);
+        for _ in 0..100 {
+            call(&b, CallResult::Success, 1);
+        }
+        for _ in 0..3 {
+            assert_eq!(call(&b, CallResult::Failure, 1), None);
+        }
+        assert_eq!(call(&b, CallResult::Failure, 1), Some(BreakerState::Open), "4 of the last 8 failed");
     }
 
     #[test]
