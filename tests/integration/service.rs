@@ -159,6 +159,13 @@ fn exercise(engine: &Engine, config: &ServiceConfig, lb: &Loopback) -> (u64, u64
             let (report, ()) = tokio::join!(service, script);
             report.unwrap();
             let status = endpoints.status().unwrap();
+            // Both hosts the pipeline talks to are listed, with their gates.
+            for server in [&lb.api, &lb.hook] {
+                let key = format!("http://{}", server.addr());
+                let host = status.hosts.iter().find(|h| h.host == key);
+                let host = host.unwrap_or_else(|| panic!("{key} not in /status: {:?}", status.hosts));
+                assert_eq!((host.breaker, host.concurrency_cap), ("closed", 512), "{host:?}");
+            }
             let p = &status.pipelines[0];
             (p.polls_ok, p.polls_failed)
         })
