@@ -109,34 +109,20 @@ impl HttpOutcome {
     }
 }
 
-/// The `rule` label values of `switchyard_http_egress_refused_total`: every
-/// [`crate::egress::EgressError::reason`] but `invalid_url`, `no_host` and
-/// `unresolved` (an invalid request and a connect failure, not refusals).
-pub(crate) const EGRESS_RULES: [&str; 12] = [
-    "scheme",
-    "loopback",
-    "private",
-    "unique_local",
-    "link_local",
-    "shared_address_space",
-    "unspecified",
-    "multicast",
-    "broadcast",
-    "reserved",
-    "embeds_ipv4",
-    "own_listener",
-];
-
 /// An HTTP client's metric handles, shared by its clones.
 pub(crate) struct HttpMetrics {
-    egress_refused: [Counter; 12],
+    /// One counter per `rule` the catalogue lists.
+    egress_refused: Vec<(&'static str, Counter)>,
     in_flight: Gauge,
 }
 
 impl HttpMetrics {
     pub(crate) fn new() -> Self {
         HttpMetrics {
-            egress_refused: outcome_counters(&cat::HTTP_EGRESS_REFUSED, EGRESS_RULES),
+            egress_refused: egress_rules()
+                .iter()
+                .map(|rule| (*rule, counter!(cat::HTTP_EGRESS_REFUSED.name, "rule" => *rule)))
+                .collect(),
             in_flight: gauge!(cat::HTTP_IN_FLIGHT.name),
         }
     }
@@ -149,10 +135,17 @@ impl HttpMetrics {
 
     /// The egress policy refused a request under `rule`.
     pub(crate) fn egress_refused(&self, rule: Option<&'static str>) {
-        if let Some(index) = rule.and_then(|rule| EGRESS_RULES.iter().position(|r| *r == rule)) {
-            self.egress_refused[index].increment(1);
+        if let Some((_, counter)) = self.egress_refused.iter().find(|(r, _)| Some(*r) == rule) {
+            counter.increment(1);
         }
     }
+}
+
+/// The `rule` label values of `switchyard_http_egress_refused_total`, as
+/// the catalogue lists them: every egress refusal's rule (a test keeps them
+/// equal to the policy's).
+pub(crate) fn egress_rules() -> &'static [&'static str] {
+    cat::HTTP_EGRESS_REFUSED.labels[0].values.closed().unwrap_or(&[])
 }
 
 /// The `host` label value of every host the configuration does not list.

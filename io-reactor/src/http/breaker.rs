@@ -166,13 +166,8 @@ impl Breaker {
             return None;
         }
         let failed = result == CallResult::Failure;
-        // A call already counted slow when it crossed the threshold counts
-        // once: only its failure, if it failed, is added now.
-        let slow = !admission.slow_noted && took >= self.slow_threshold();
-        let mut state = self.lock();
-        if admission.generation != state.generation {
-            return None;
-        }
+        let slow = admission.slow_noted || took >= self.slow_threshold();
+        let mut state = self.lock_for(&admission)?;
         match state.state {
             BreakerState::HalfOpen if admission.probe => {
                 state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
@@ -188,10 +183,9 @@ impl Breaker {
                 }
                 None
             }
-            BreakerState::Closed => {
-                let calls = u32::from(!admission.slow_noted);
-                self.count(&mut state, calls, u32::from(failed), u32::from(slow))
-            }
+            // A call counted when it crossed the slow threshold counts once.
+            BreakerState::Closed if admission.slow_noted => None,
+            BreakerState::Closed => self.count(&mut state, failed, slow),
             _ => None,
         }
     }
@@ -210,32 +204,32 @@ impl Breaker {
             return None;
         }
         admission.slow_noted = true;
-        let mut state = self.lock();
-        if admission.generation != state.generation {
-            return None;
-        }
+        let mut state = self.lock_for(admission)?;
         match state.state {
             BreakerState::HalfOpen if admission.probe => {
                 state.probes_in_flight = state.probes_in_flight.saturating_sub(1);
                 Some(self.open(&mut state))
             }
-            BreakerState::Closed => self.count(&mut state, 1, 0, 1),
+            BreakerState::Closed => self.count(&mut state, false, true),
             _ => None,
         }
     }
 
+    /// The state, when `admission` belongs to its current generation (a
+    /// call let through before the last transition no longer counts).
+    fn lock_for(&self, admission: &Admission) -> Option<std::sync::MutexGuard<'_, State>> {
+        let state = self.lock();
+        (state.generation == admission.generation).then_some(state)
+    }
+
     /// Adds a call to the window and opens the breaker when the window's
-    /// ratios say so. `calls` is 0 for a call counted slow already, whose
-    /// failure adds nothing a breaker would act on.
-    fn count(&self, state: &mut State, calls: u32, failures: u32, slow: u32) -> Option<BreakerState> {
-        if calls == 0 {
-            return None;
-        }
+    /// ratios say so.
+    fn count(&self, state: &mut State, failed: bool, slow: bool) -> Option<BreakerState> {
         let now = Instant::now();
         if state.window.len() >= self.config.window_calls as usize {
             state.window.pop_front();
         }
-        state.window.push_back(Call { at: now, failed: failures > 0, slow: slow > 0 });
+        state.window.push_back(Call { at: now, failed, slow });
         while state.window.front().is_some_and(|c| now.duration_since(c.at) > self.window_age) {
             state.window.pop_front();
         }

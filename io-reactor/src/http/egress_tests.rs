@@ -191,7 +191,23 @@ fn refusals_are_counted_by_rule_and_not_as_requests() {
 
 #[test]
 fn the_rule_labels_are_the_catalogues() {
-    let def = switchyard_protocol::catalogue::HTTP_EGRESS_REFUSED;
-    let closed = def.labels[0].values.closed().unwrap();
-    assert_eq!(closed, crate::telemetry::EGRESS_RULES);
+    use crate::egress::Refusal;
+    let mut rules: Vec<&str> = vec!["scheme"];
+    rules.extend(
+        [
+            Refusal::Loopback,
+            Refusal::Private,
+            Refusal::UniqueLocal,
+            Refusal::LinkLocal,
+            Refusal::SharedAddressSpace,
+            Refusal::Unspecified,
+            Refusal::Multicast,
+            Refusal::Broadcast,
+            Refusal::Reserved,
+            Refusal::EmbedsIpv4,
+            Refusal::OwnListener,
+        ]
+        .map(|r| r.rule()),
+    );
+    assert_eq!(crate::telemetry::egress_rules(), rules.as_slice());
 }
