@@ -256,7 +256,7 @@ pub const HTTP_HOST_CONCURRENCY_LIMIT: MetricDef = MetricDef {
     ..gauge(
         "switchyard_http_host_concurrency_limit",
         Unit::Count,
-        "Requests allowed in flight at once by the adaptive concurrency limit, by host (under its static cap).",
+        "Requests allowed in flight at once by the adaptive concurrency limit, by configured host (under its static cap).",
     )
 };
 /// Outbound requests the egress policy refused, by rule.

@@ -62,7 +62,11 @@ impl HostGate {
     ) -> Self {
         let cap = host.and_then(|h| h.max_in_flight).unwrap_or(config.max_in_flight_per_host);
         let rate = host.and_then(|h| RateLimit::new(h.rate_per_second?, h.burst));
-        metrics.limit_moved(0, cap);
+        // The limit gauge is per configured host: summed over the hosts
+        // labelled `other` it would mean nothing.
+        if host.is_some() {
+            metrics.limit_moved(0, cap);
+        }
         HostGate {
             key,
             configured: host.is_some(),
@@ -147,7 +151,9 @@ impl HostGate {
         self.breaker_changed(changed);
         let before = self.concurrency.limit();
         if let Some(after) = self.concurrency.record(signal, saturated) {
-            self.metrics.limit_moved(before, after);
+            if self.configured {
+                self.metrics.limit_moved(before, after);
+            }
         }
     }
 
@@ -207,7 +213,9 @@ impl HostGate {
 impl Drop for HostGate {
     fn drop(&mut self) {
         // Take back what this gate added to the shared gauges.
-        self.metrics.limit_moved(self.concurrency.limit(), 0);
+        if self.configured {
+            self.metrics.limit_moved(self.concurrency.limit(), 0);
+        }
         if self.breaker.state() == BreakerState::Open {
             self.metrics.breaker_moved(BreakerMove::LeftOpen);
         }
