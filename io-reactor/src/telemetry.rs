@@ -181,10 +181,14 @@ impl HostMetrics {
         self.host_limit_wait.record(waited);
     }
 
-    /// A request finished with `outcome` after `elapsed`.
+    /// A request finished with `outcome` after `elapsed`. One its host's
+    /// gate turned away at once is counted but not timed: its zero would
+    /// drag the host's request-time quantiles down while it is failing.
     pub(crate) fn finished(&self, outcome: HttpOutcome, elapsed: Duration) {
         self.requests[outcome as usize].increment(1);
-        self.duration.record(elapsed);
+        if outcome != HttpOutcome::Unavailable {
+            self.duration.record(elapsed);
+        }
     }
 
     /// A breaker moved to `state`: the open-breaker gauge counts breakers

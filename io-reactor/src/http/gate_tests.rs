@@ -218,3 +218,36 @@ fn the_host_label_is_the_configured_host_or_other() {
     assert!(hosts.contains(&(configured, 1)), "{hosts:?}");
     assert!(hosts.contains(&("other".to_owned(), 2)), "{hosts:?}");
 }
+
+#[test]
+fn a_request_the_breaker_turns_away_is_counted_but_not_timed() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let up = upstream().await;
+            let breaker = BreakerConfig { min_calls: 2, open_ms: 60_000, ..BreakerConfig::default() };
+            let host = HostConfig::labelled(format!("http://{}", up.addr));
+            let client = HttpClient::new(&HttpConfig { breaker, ..config_for(host) }).unwrap();
+            up.status.store(500, SeqCst);
+            let url = format!("http://{}/", up.addr);
+            client.get(&url).await.unwrap();
+            client.get(&url).await.unwrap();
+            assert!(client.get(&url).await.unwrap_err().is_unavailable());
+        })
+    });
+    let metrics = snapshotter.snapshot().into_vec();
+    let find = |name: &str, outcome: Option<&str>| {
+        metrics.iter().find_map(|(key, _, _, value)| {
+            let named = key.key().name() == name && key.key().labels().any(|l| l.value() != "other");
+            let labelled = outcome.is_none_or(|o| key.key().labels().any(|l| l.value() == o));
+            (named && labelled).then_some(value)
+        })
+    };
+    let cat = switchyard_protocol::catalogue::HTTP_REQUESTS.name;
+    assert!(matches!(find(cat, Some("unavailable")), Some(DebugValue::Counter(1))));
+    let duration = find(switchyard_protocol::catalogue::HTTP_REQUEST_DURATION.name, None);
+    assert!(matches!(duration, Some(DebugValue::Histogram(ref v)) if v.len() == 2), "{duration:?}");
+}
