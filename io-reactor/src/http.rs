@@ -258,12 +258,12 @@ impl HttpClient {
         let sent = Instant::now();
         let round_trip = self.round_trip(request);
         tokio::pin!(round_trip);
-        let slow = tokio::time::sleep(gate.slow_threshold());
-        tokio::pin!(slow);
+        let threshold = gate.slow_threshold();
         let answered = async {
+            let Some(threshold) = threshold else { return round_trip.await };
             tokio::select! {
                 result = &mut round_trip => result,
-                () = &mut slow => {
+                () = tokio::time::sleep(threshold) => {
                     // Still waiting: slow already, whatever comes of it.
                     gate.note_slow(&mut pass);
                     round_trip.await

@@ -162,7 +162,7 @@ mod tests {
     async fn overload_shrinks_it_and_saturated_successes_grow_it_back_to_the_cap() {
         let l = limit(20);
         assert_eq!(l.record(Signal::Overload, false), Some(18));
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
         assert_eq!(l.record(Signal::Overload, false), Some(16));
         assert_eq!(l.semaphore.available_permits(), 16);
         assert_eq!(l.record(Signal::Success, false), None, "an unsaturated success says nothing");
@@ -196,7 +196,7 @@ mod tests {
         let fast = limit(3);
         for _ in 0..10 {
             fast.record(Signal::Overload, false);
-            std::thread::sleep(Duration::from_millis(2));
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(fast.limit(), 2);
     }

@@ -51,11 +51,39 @@ struct Call {
     slow: bool,
 }
 
+/// The most recent calls, oldest first: a count window (recent calls weigh,
+/// not a long healthy past) bounded in age too, with its failed and slow
+/// calls counted as they come and go, so a call costs no walk over it.
+#[derive(Default)]
+struct Window {
+    calls: VecDeque<Call>,
+    failed: u32,
+    slow: u32,
+}
+
+impl Window {
+    fn push(&mut self, call: Call) {
+        self.failed += u32::from(call.failed);
+        self.slow += u32::from(call.slow);
+        self.calls.push_back(call);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(call) = self.calls.pop_front() {
+            self.failed -= u32::from(call.failed);
+            self.slow -= u32::from(call.slow);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.calls.clear();
+        (self.failed, self.slow) = (0, 0);
+    }
+}
+
 struct State {
     state: BreakerState,
-    /// The most recent calls, oldest first: a count window (recent calls
-    /// weigh, not a long healthy past) bounded in age too.
-    window: VecDeque<Call>,
+    window: Window,
     opened_at: Instant,
     probes_in_flight: u32,
     probes_succeeded: u32,
@@ -97,7 +125,10 @@ impl Breaker {
             config: config.clone(),
             state: Mutex::new(State {
                 state: BreakerState::Closed,
-                window: VecDeque::with_capacity(config.window_calls as usize),
+                window: Window {
+                    calls: VecDeque::with_capacity(config.window_calls as usize),
+                    ..Window::default()
+                },
                 opened_at: now,
                 probes_in_flight: 0,
                 probes_succeeded: 0,
@@ -166,7 +197,7 @@ impl Breaker {
             return None;
         }
         let failed = result == CallResult::Failure;
-        let slow = admission.slow_noted || took >= self.slow_threshold();
+        let slow = admission.slow_noted || self.slow_threshold().is_some_and(|at| took >= at);
         let mut state = self.lock_for(&admission)?;
         match state.state {
             BreakerState::HalfOpen if admission.probe => {
@@ -190,9 +221,10 @@ impl Breaker {
         }
     }
 
-    /// How long a call may take before it counts as slow.
-    pub(crate) fn slow_threshold(&self) -> Duration {
-        Duration::from_millis(self.config.slow_call_ms)
+    /// How long a call may take before it counts as slow; `None` when the
+    /// breaker is off (no timer to arm).
+    pub(crate) fn slow_threshold(&self) -> Option<Duration> {
+        self.config.enabled.then(|| Duration::from_millis(self.config.slow_call_ms))
     }
 
     /// A call still in flight has just crossed the slow-call threshold: it
@@ -226,19 +258,19 @@ impl Breaker {
     /// ratios say so.
     fn count(&self, state: &mut State, failed: bool, slow: bool) -> Option<BreakerState> {
         let now = Instant::now();
-        if state.window.len() >= self.config.window_calls as usize {
-            state.window.pop_front();
+        let window = &mut state.window;
+        if window.calls.len() >= self.config.window_calls as usize {
+            window.pop_front();
         }
-        state.window.push_back(Call { at: now, failed, slow });
-        while state.window.front().is_some_and(|c| now.duration_since(c.at) > self.window_age) {
-            state.window.pop_front();
+        window.push(Call { at: now, failed, slow });
+        while window.calls.front().is_some_and(|c| now.duration_since(c.at) > self.window_age) {
+            window.pop_front();
         }
-        let calls = state.window.len() as u32;
+        let calls = window.calls.len() as u32;
         if calls < self.config.min_calls {
             return None;
         }
-        let failed = state.window.iter().filter(|c| c.failed).count() as u32;
-        let slow_calls = state.window.iter().filter(|c| c.slow).count() as u32;
+        let (failed, slow_calls) = (window.failed, window.slow);
         let ratio = |n: u32| f64::from(n) / f64::from(calls);
         if ratio(failed) >= self.config.failure_ratio || ratio(slow_calls) >= self.config.slow_call_ratio {
             return Some(self.open(state));

@@ -111,8 +111,9 @@ impl HostGate {
         Ok(Pass { admission, permit })
     }
 
-    /// How long a call may take before the breaker counts it slow.
-    pub(crate) fn slow_threshold(&self) -> Duration {
+    /// How long a call may take before the breaker counts it slow (`None`:
+    /// the breaker is off).
+    pub(crate) fn slow_threshold(&self) -> Option<Duration> {
         self.breaker.slow_threshold()
     }
 
