@@ -201,11 +201,11 @@ impl MysqlPool {
         let mut conn = match acquired {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                metrics.operation(MysqlOutcome::Error);
+                metrics.operation(MysqlOutcome::Error, started.elapsed());
                 return Err(mysql_error(e));
             }
             Err(_) => {
-                metrics.operation(MysqlOutcome::AcquireTimeout);
+                metrics.operation(MysqlOutcome::AcquireTimeout, started.elapsed());
                 return Err(Error::timeout(TimeoutPhase::PoolAcquire));
             }
         };
@@ -224,7 +224,7 @@ impl MysqlPool {
             Err(_) => Err(Error::timeout(TimeoutPhase::Operation)),
         };
         let outcome = if result.is_ok() { MysqlOutcome::Ok } else { MysqlOutcome::Error };
-        metrics.operation(outcome);
+        metrics.operation(outcome, started.elapsed());
         result
     }
 

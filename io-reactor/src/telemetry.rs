@@ -244,6 +244,7 @@ pub(crate) struct MysqlMetrics {
     waiters: Gauge,
     max: Gauge,
     acquire: Histogram,
+    duration: Histogram,
     operations: [Counter; 3],
     /// What this pool added to the shared `max` gauge, taken back when it goes.
     pool_max: usize,
@@ -256,6 +257,7 @@ impl MysqlMetrics {
             waiters: gauge!(cat::MYSQL_POOL_WAITERS.name),
             max: gauge!(cat::MYSQL_POOL_MAX.name),
             acquire: histogram!(cat::MYSQL_ACQUIRE_DURATION.name),
+            duration: histogram!(cat::MYSQL_OPERATION_DURATION.name),
             operations: outcome_counters(
                 &cat::MYSQL_OPERATIONS,
                 MysqlOutcome::ALL.map(MysqlOutcome::as_label),
@@ -281,9 +283,11 @@ impl MysqlMetrics {
         self.acquire.record(waited);
     }
 
-    /// A scoped operation ended with `outcome`.
-    pub(crate) fn operation(&self, outcome: MysqlOutcome) {
+    /// A scoped operation ended with `outcome` after `elapsed` (connection
+    /// wait included).
+    pub(crate) fn operation(&self, outcome: MysqlOutcome, elapsed: Duration) {
         self.operations[outcome as usize].increment(1);
+        self.duration.record(elapsed);
     }
 }
 

@@ -302,6 +302,13 @@ pub const MYSQL_ACQUIRE_DURATION: MetricDef = histogram(
     "Time a caller waited for a MySQL connection from the pool.",
     SHORT_SECONDS_BUCKETS,
 );
+/// Time of a scoped MySQL operation, from asking for a connection until it
+/// is back in the pool (the latency a task sees), whatever the outcome.
+pub const MYSQL_OPERATION_DURATION: MetricDef = histogram(
+    "switchyard_mysql_operation_duration_seconds",
+    "Time of a scoped MySQL operation, from asking for a connection until it is back in the pool.",
+    SHORT_SECONDS_BUCKETS,
+);
 /// Scoped MySQL operations, by outcome.
 pub const MYSQL_OPERATIONS: MetricDef = counter(
     "switchyard_mysql_operations_total",
@@ -520,6 +527,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     MYSQL_POOL_WAITERS,
     MYSQL_POOL_MAX,
     MYSQL_ACQUIRE_DURATION,
+    MYSQL_OPERATION_DURATION,
     MYSQL_OPERATIONS,
     REDIS_COMMANDS,
     REDIS_COMMAND_DURATION,

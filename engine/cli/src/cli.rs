@@ -26,7 +26,7 @@ enum Command {
     /// Print the effective configuration (secrets redacted) and check it.
     CheckConfig(RunArgs),
     /// Run workload PZ-1 under each execution model and compare them.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Serve the PZ-1 upstream HTTP contract until stopped.
     Upstream(UpstreamArgs),
     /// List, replay or discard the durable service's dead letters.
@@ -40,7 +40,7 @@ pub(crate) fn main() -> ExitCode {
     let result = match command {
         Command::Run(args) => crate::run::run(args),
         Command::CheckConfig(args) => crate::run::check_config(args),
-        Command::Bench(args) => crate::bench::bench(args),
+        Command::Bench(args) => crate::bench::bench(*args),
         Command::Upstream(args) => crate::upstream::upstream(args),
         Command::Dead(args) => crate::dead::dead(args),
     };

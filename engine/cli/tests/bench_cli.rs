@@ -30,7 +30,7 @@ fn run_bench(args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
+fn bench(extra: &[&str]) -> (Vec<serde_json::Value>, String) {
     let mut args = vec!["--models", "hybrid,reactor-only,threads", "--thread-workers", "32"];
     args.extend_from_slice(extra);
     let (stdout, stderr) = run_bench(&args);
@@ -51,12 +51,40 @@ fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
         assert!(line["peak_rss_mb"].as_f64().unwrap() > 1.0, "{line}");
         assert!(line["upstream_rps"].as_f64().unwrap() > 0.0, "{line}");
     }
-    lines
+    (lines, stderr)
+}
+
+/// The figures after `marker` on a cost line, in order.
+fn figures_after(line: &str, marker: &str) -> Vec<f64> {
+    let rest = &line[line.find(marker).unwrap_or_else(|| panic!("{marker} in {line}")) + marker.len()..];
+    rest.split_whitespace().filter_map(|w| w.parse().ok()).collect()
 }
 
 #[test]
-fn a_short_bench_with_embedded_stores_completes_every_task() {
-    bench(&[]);
+fn a_short_bench_with_embedded_stores_completes_every_task_and_says_what_a_task_costs() {
+    let (_, stderr) = bench(&[]);
+    let alone: Vec<&str> = stderr.lines().filter(|l| l.contains("CPU step alone")).collect();
+    assert_eq!(alone.len(), 3, "one line per model: {stderr}");
+    for line in alone {
+        // transform = SHA-256 loop + the rest, all positive.
+        let f = figures_after(line, "transform");
+        assert_eq!(f.len(), 3, "{line}");
+        assert!(f[1] > 0.0 && f[0] >= f[1] && (f[0] - f[1] - f[2]).abs() < 0.002, "{line}");
+    }
+    let per_task: Vec<Vec<f64>> = stderr
+        .lines()
+        .filter(|l| l.contains("CPU per task in the window"))
+        .map(|l| figures_after(l, "window:"))
+        .collect();
+    assert_eq!(per_task.len(), 3, "{stderr}");
+    for (f, model) in per_task.iter().zip(["hybrid", "reactor-only", "threads"]) {
+        assert_eq!(f.len(), 4, "{f:?}");
+        assert!((f[0] - f[1] - f[2] - f[3]).abs() < 0.002, "{model}: the roles add up: {f:?}");
+        assert!(f[0] > 0.0, "{model}: {f:?}");
+    }
+    // Only the pool model runs its transforms off the reactor.
+    assert!(per_task[0][2] > 0.0, "hybrid's CPU threads did the hashing: {:?}", per_task[0]);
+    assert_eq!(per_task[1][2], 0.0, "reactor-only has no CPU threads: {:?}", per_task[1]);
 }
 
 #[test]
@@ -66,7 +94,10 @@ fn a_short_bench_with_real_redis_and_mysql_writes_a_row_per_task() {
     };
     let prefix = format!("clitest-{}-", std::process::id());
     let key_prefix = format!("pz:clitest:{}:", std::process::id());
+    let timeline = std::env::temp_dir().join(format!("switchyard-timeline-{}.jsonl", std::process::id()));
     bench(&[
+        "--timeline",
+        timeline.to_str().unwrap(),
         "--mysql-url",
         &mysql,
         "--redis-url",
@@ -86,6 +117,26 @@ fn a_short_bench_with_real_redis_and_mysql_writes_a_row_per_task() {
         vec![("ok".to_string(), 3 * u64::from(RATE * DURATION))],
         "one ok row per task and model"
     );
+    // The timeline: every task of every run in some second, and the
+    // engine's view of its stores and upstream beside them.
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    let _ = std::fs::remove_file(&timeline);
+    let seconds: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for model in ["hybrid", "reactor-only", "threads"] {
+        let run: Vec<&serde_json::Value> = seconds.iter().filter(|s| s["run"] == model).collect();
+        assert!(run.len() >= DURATION as usize, "{model}: {} seconds", run.len());
+        let completions: u64 = run.iter().map(|s| s["completions"].as_u64().unwrap()).sum();
+        assert_eq!(completions, u64::from(RATE * DURATION), "{model}: every task in some second");
+        let t: Vec<u64> = run.iter().map(|s| s["t"].as_u64().unwrap()).collect();
+        assert!(t.windows(2).all(|w| w[1] == w[0] + 1), "{model}: one line per second in order: {t:?}");
+        for column in ["redis_calls", "mysql_calls", "upstream_calls", "reactor_lag_calls"] {
+            let calls: u64 = run.iter().filter_map(|s| s[column].as_u64()).sum();
+            assert!(calls > 0, "{model}: {column} never recorded");
+        }
+        let busy = run.iter().filter_map(|s| s["in_flight_max"].as_f64()).fold(0.0, f64::max);
+        assert!(busy >= 1.0, "{model}: tasks were in flight");
+        assert!(run.iter().any(|s| s["mysql_p99_ms"].as_f64().is_some_and(|v| v > 0.0)));
+    }
 }
 
 #[test]

@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 
 use switchyard::telemetry::ProcessSample;
 use switchyard::{Engine, Error, Running, Source, TaskContext, TaskError};
-use switchyard_pipeline::{Pipeline, PollJob, Transform};
+use switchyard_pipeline::{Pipeline, PollJob};
 use tokio::sync::mpsc;
 
+use crate::cost::RoleCpu;
 use crate::delay::task_delays;
-use crate::event::write_poll_body;
 use crate::ideal::IdealClock;
 use crate::params::Params;
-use crate::pipeline::Pz1Transform;
 use crate::report::{percentile, Report};
 use crate::schedule::{schedule, Task};
 use crate::task_queue::{self, Intake, QueuedTask, TaskQueue};
@@ -76,25 +75,11 @@ pub struct BenchOutcome {
     pub unfinished: u64,
     /// The CPU time of one task's CPU steps measured alone, used by the ideal.
     pub cpu_alone_s: f64,
+    /// The process's CPU over the measured window `[warmup, duration)`, by
+    /// the role of the thread that spent it (`None` where `/proc` is missing).
+    pub window_cpu: Option<RoleCpu>,
     /// A few failure reasons, for the operator.
     pub sample_failures: Vec<String>,
-}
-
-/// Times the transform of one poll alone (median of `runs`), the CPU part
-/// of every task's ideal latency: the same transform the pipeline runs.
-pub fn calibrate_cpu_alone(params: &Params, runs: usize) -> f64 {
-    let mut body = Vec::new();
-    write_poll_body(&mut body, "z0", 2, params.items, params.fresh);
-    let transform = Pz1Transform::new(params.rounds);
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            let _ = std::hint::black_box(transform.prepare(std::hint::black_box(&body)));
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 struct Done {
@@ -208,8 +193,9 @@ pub async fn run_bench(
     if let TaskQueue::Stream { redis, stream } = queue {
         task_queue::delete_stream(redis, stream).await?;
     }
-    let report = summarise(params, model_label, cpu_alone_s, &records, cpu_window.cpu_per_wall_s());
-    Ok(BenchOutcome { report, records, unfinished, cpu_alone_s, sample_failures })
+    let (cpu_per_wall_s, window_cpu) = cpu_window.finish();
+    let report = summarise(params, model_label, cpu_alone_s, &records, cpu_per_wall_s);
+    Ok(BenchOutcome { report, records, unfinished, cpu_alone_s, window_cpu, sample_failures })
 }
 
 /// Starts the engine on `source`: each task runs one poll and reports what
@@ -251,12 +237,13 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Process CPU time at the start and end of the measured window, read by
-/// a plain thread at those moments: the driver's loop may be blocked on a
-/// full engine, and a starved reactor may run its timers late.
+/// Process CPU time at the start and end of the measured window, in all and
+/// by thread role, read by a plain thread at those moments: the driver's
+/// loop may be blocked on a full engine, and a starved reactor may run its
+/// timers late.
 struct CpuWindow {
     window_s: f64,
-    readings: std::thread::JoinHandle<(Option<Duration>, Option<Duration>)>,
+    readings: std::thread::JoinHandle<[(Option<Duration>, RoleCpu); 2]>,
 }
 
 impl CpuWindow {
@@ -266,20 +253,76 @@ impl CpuWindow {
         let readings = std::thread::spawn(move || {
             let read_at = |at: Duration| {
                 std::thread::sleep((t0 + at).saturating_duration_since(Instant::now()));
-                ProcessSample::read().map(|s| s.cpu)
+                (ProcessSample::read().map(|s| s.cpu), RoleCpu::read())
             };
-            (read_at(warmup), read_at(end))
+            [read_at(warmup), read_at(end)]
         });
         CpuWindow { window_s: params.duration_s - params.warmup_s, readings }
     }
 
-    /// CPU seconds per wall second over the window (waits for its end).
-    fn cpu_per_wall_s(self) -> f64 {
+    /// CPU seconds per wall second over the window, and the window's CPU by
+    /// thread role (waits for the window's end).
+    fn finish(self) -> (f64, Option<RoleCpu>) {
         match self.readings.join() {
-            Ok((Some(a), Some(b))) => (b - a).as_secs_f64() / self.window_s,
-            _ => f64::NAN,
+            Ok([(Some(a), roles_a), (Some(b), roles_b)]) => {
+                ((b - a).as_secs_f64() / self.window_s, Some(roles_b.since(&roles_a)))
+            }
+            _ => (f64::NAN, None),
         }
     }
+}
+
+/// One finished task's figures, as the report computes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskFigures {
+    /// Position in the schedule.
+    pub index: u64,
+    /// When it finished, seconds after start.
+    pub end_s: f64,
+    /// Finished without error.
+    pub ok: bool,
+    /// Released in the measured window `[warmup, duration)`.
+    pub measured: bool,
+    /// Latency from its scheduled release, milliseconds.
+    pub latency_ms: f64,
+    /// Latency over its ideal latency (see [`IdealClock`]).
+    pub slowdown: f64,
+    /// (finish - actual start) over (its delays + the CPU step alone).
+    pub exec_slowdown: f64,
+}
+
+/// Each finished task's latency and slowdowns, in schedule order. Tasks the
+/// schedule released but `records` lacks (unfinished) are left out; the
+/// ideal clock still runs through them, as it does for the report.
+pub fn task_figures(params: &Params, cpu_alone_s: f64, records: &[TaskRecord]) -> Vec<TaskFigures> {
+    let mut by_index: Vec<&TaskRecord> = records.iter().collect();
+    by_index.sort_by_key(|r| r.index);
+    let mut finished = by_index.iter().peekable();
+    let mut clock = IdealClock::new();
+    let mut figures = Vec::with_capacity(records.len());
+    for task in schedule(params) {
+        let new_items = if task.seq == 1 { 0 } else { params.fresh as u32 };
+        let (poll_delay, action_delays) = task_delays(&task.zap, task.seq, new_items, params);
+        let work_s = (poll_delay + action_delays.iter().sum::<u64>()) as f64 / 1e3 + cpu_alone_s;
+        let (_, ideal_end) = clock.ideal(&task.zap, task.release_s, work_s);
+        let Some(r) = (match finished.peek() {
+            Some(r) if r.index == task.index => finished.next(),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let latency_s = r.end_s - r.release_s;
+        figures.push(TaskFigures {
+            index: r.index,
+            end_s: r.end_s,
+            ok: r.ok,
+            measured: params.in_measured_window(task.release_s),
+            latency_ms: latency_s * 1e3,
+            slowdown: latency_s / (ideal_end - r.release_s),
+            exec_slowdown: (r.end_s - r.start_s) / work_s,
+        });
+    }
+    figures
 }
 
 /// The spec's figures from the finished tasks.
@@ -291,33 +334,14 @@ pub fn summarise(
     cpu_per_wall_s: f64,
 ) -> Report {
     let window = params.duration_s - params.warmup_s;
-    let mut by_index: Vec<&TaskRecord> = records.iter().collect();
-    by_index.sort_by_key(|r| r.index);
-    let mut finished = by_index.iter().peekable();
-    let mut clock = IdealClock::new();
+    let measured = schedule(params).filter(|t| params.in_measured_window(t.release_s)).count() as u64;
     let (mut latency, mut slowdown, mut exec_slowdown) = (Vec::new(), Vec::new(), Vec::new());
-    let mut measured = 0u64;
-    let mut completed = 0u64;
-    for task in schedule(params) {
-        let new_items = if task.seq == 1 { 0 } else { params.fresh as u32 };
-        let (poll_delay, action_delays) = task_delays(&task.zap, task.seq, new_items, params);
-        let work_s = (poll_delay + action_delays.iter().sum::<u64>()) as f64 / 1e3 + cpu_alone_s;
-        let (_, ideal_end) = clock.ideal(&task.zap, task.release_s, work_s);
-        let record = match finished.peek() {
-            Some(r) if r.index == task.index => finished.next(),
-            _ => None,
-        };
-        if !params.in_measured_window(task.release_s) {
-            continue;
-        }
-        measured += 1;
-        let Some(r) = record.filter(|r| r.ok) else { continue };
-        completed += 1;
-        let l = r.end_s - r.release_s;
-        latency.push(l * 1e3);
-        slowdown.push(l / (ideal_end - r.release_s));
-        exec_slowdown.push((r.end_s - r.start_s) / work_s);
+    for f in task_figures(params, cpu_alone_s, records).iter().filter(|f| f.measured && f.ok) {
+        latency.push(f.latency_ms);
+        slowdown.push(f.slowdown);
+        exec_slowdown.push(f.exec_slowdown);
     }
+    let completed = latency.len() as u64;
     for v in [&mut latency, &mut slowdown, &mut exec_slowdown] {
         v.sort_by(f64::total_cmp);
     }

@@ -28,7 +28,8 @@
 //! | canonical form | [`canonical()`], [`canonical_json`], [`transform_poll`] |
 //! | the upstream | [`Pz1Upstream`], [`Fault`] |
 //! | PZ-1 as a pipeline | [`pz1_pipeline`], [`Pz1Requests`], [`Pz1Transform`], [`pz1_steps`] |
-//! | the benchmark | [`run_bench`], [`TaskQueue`], [`summarise`], [`calibrate_cpu_alone`] |
+//! | the benchmark | [`run_bench`], [`TaskQueue`], [`summarise`], [`task_figures`] |
+//! | what a task costs | [`calibrate_cpu_alone`], [`CpuAlone`], [`RoleCpu`] |
 //! | ideal latency | [`IdealClock`], [`slowdown`] |
 //! | reporting | [`Report`], [`REPORT_KEYS`], [`percentile`], [`sustains`] |
 //!
@@ -57,6 +58,7 @@
 
 mod bench;
 mod canonical;
+mod cost;
 mod delay;
 mod error;
 mod event;
@@ -71,8 +73,9 @@ mod task_queue;
 mod transform;
 mod upstream;
 
-pub use bench::{calibrate_cpu_alone, run_bench, summarise, BenchOutcome, Progress, TaskRecord};
+pub use bench::{run_bench, summarise, task_figures, BenchOutcome, Progress, TaskFigures, TaskRecord};
 pub use canonical::{canonical, canonical_json, CanonicalItem};
+pub use cost::{calibrate_cpu_alone, CpuAlone, RoleCpu};
 pub use delay::{delay_ms, task_delays};
 pub use error::{ParamsError, TransformError};
 pub use event::{poll_event_ids, write_poll_body, Event, PollBody, EPOCH_RFC3339, NOTE};

@@ -117,7 +117,7 @@ fn every_io_metric_of_the_catalogue_is_emitted() {
         count += 1;
         assert!(registered.iter().any(|(_, key)| key.name() == def.name), "{} never emitted", def.name);
     }
-    assert_eq!(count, 17);
+    assert_eq!(count, 18);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the environment, runs PZ-1, prints one [`ChildResult`] line.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,10 +12,16 @@ use switchyard::source::StreamConfig;
 use switchyard::{Engine, EngineConfig};
 use switchyard_pipeline::{create_runs_table, MemoryStores, Stores};
 use switchyard_pz1::{
-    calibrate_cpu_alone, pz1_pipeline, run_bench, Params, Report, TaskQueue, PZ_RUNS_TABLE,
+    calibrate_cpu_alone, pz1_pipeline, run_bench, task_figures, CpuAlone, Params, Report, RoleCpu, TaskQueue,
+    PZ_RUNS_TABLE,
 };
 
+use super::timeline::{RunTag, Timeline, TimelineRecorder};
 use super::SourceKind;
+
+/// Timed runs of the CPU step alone: enough for a stable median, about a
+/// quarter of a second at the defaults.
+const CPU_ALONE_RUNS: usize = 101;
 
 /// The environment variable a parent hands its child run's [`ChildSpec`] in.
 pub(super) const CHILD_SPEC_VAR: &str = "SWITCHYARD_BENCH_CHILD_SPEC";
@@ -32,6 +39,11 @@ pub(super) struct ChildSpec {
     pub(super) source: SourceKind,
     /// The Redis holding the task stream (with `source = stream`).
     pub(super) stream_redis: Option<RedisConfig>,
+    /// Where to append the run's per-second timeline, if anywhere.
+    pub(super) timeline: Option<PathBuf>,
+    /// The model as asked for, and the round of the run (for the timeline).
+    pub(super) model: String,
+    pub(super) round: u32,
 }
 
 /// One child's result line.
@@ -40,6 +52,12 @@ pub(super) struct ChildResult {
     pub(super) report: Report,
     pub(super) unfinished: u64,
     pub(super) cpu_alone_ms: f64,
+    /// The CPU step alone, and the bare SHA-256 loop inside it, by the
+    /// thread's CPU clock.
+    pub(super) cpu_alone: CpuAlone,
+    /// The process's CPU per task finished in the measured window, by the
+    /// role of the thread that spent it.
+    pub(super) cpu_per_task: Option<RoleCpu>,
     pub(super) failures: Vec<String>,
     /// Tasks finished over the whole run (warm-up and drain included).
     pub(super) tasks: u64,
@@ -51,6 +69,11 @@ pub(super) fn child() -> anyhow::Result<()> {
     let spec = std::env::var(CHILD_SPEC_VAR).context("the parent passes the run's spec")?;
     let spec: ChildSpec = serde_json::from_str(&spec).context("reading the run's spec")?;
     let params = &spec.params;
+    // Before the engine is built: it resolves its metric handles then.
+    let timeline_source = match &spec.timeline {
+        Some(_) => Some(TimelineRecorder::install()?),
+        None => None,
+    };
     let engine = Engine::builder().config(spec.engine.clone()).build()?;
     let run_id = format!("{}{}-{}-{}", spec.run_id_prefix, spec.label, params.rate, std::process::id());
     let stores = match (&spec.engine.redis, &spec.engine.mysql) {
@@ -75,10 +98,12 @@ pub(super) fn child() -> anyhow::Result<()> {
         Some(config) => Some(engine.block_on(RedisClient::connect(config))??),
         None => None,
     };
-    let cpu_alone_s = calibrate_cpu_alone(params, 15);
+    let cpu_alone = calibrate_cpu_alone(params, CPU_ALONE_RUNS);
+    let cpu_alone_s = cpu_alone.transform_s;
     let pipeline = pz1_pipeline("pz1", &spec.upstream, params, stores, run_id);
     let bar = progress_bar(&spec.label, params);
     let before = read_meter(&engine, meter.as_ref())?;
+    let timeline = timeline_source.as_ref().map(Timeline::start);
     let outcome =
         engine.block_on(run_bench(&engine, pipeline, params, &spec.label, cpu_alone_s, &queue, |p| {
             bar.set_length(p.scheduled);
@@ -87,11 +112,26 @@ pub(super) fn child() -> anyhow::Result<()> {
         }))??;
     let after = read_meter(&engine, meter.as_ref())?;
     bar.finish_and_clear();
+    if let (Some(timeline), Some(path)) = (timeline, &spec.timeline) {
+        let tag = RunTag {
+            run: spec.label.clone(),
+            model: spec.model.clone(),
+            rate: params.rate,
+            round: spec.round,
+        };
+        let tasks = task_figures(params, cpu_alone_s, &outcome.records);
+        timeline
+            .write(path, &tag, &tasks)
+            .with_context(|| format!("writing the timeline to {}", path.display()))?;
+    }
+    let window_tasks = outcome.report.throughput * (params.duration_s - params.warmup_s);
     engine.block_on(engine.shutdown(Duration::from_secs(5)))?;
     let result = ChildResult {
         report: outcome.report,
         unfinished: outcome.unfinished,
         cpu_alone_ms: outcome.cpu_alone_s * 1e3,
+        cpu_alone,
+        cpu_per_task: outcome.window_cpu.map(|cpu| cpu.per_task(window_tasks)),
         failures: outcome.sample_failures,
         tasks: outcome.records.len() as u64,
         redis: before.zip(after).map(|(b, a)| b.until(&a)),

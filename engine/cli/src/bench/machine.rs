@@ -16,6 +16,8 @@ pub(super) struct MachineCpu {
     /// Every state: user, nice, system, idle, iowait, irq, softirq, steal.
     total: u64,
     steal: u64,
+    /// Idle and iowait: the time no task wanted the CPU.
+    idle: u64,
 }
 
 impl MachineCpu {
@@ -30,6 +32,14 @@ impl MachineCpu {
         let steal = later.steal.checked_sub(self.steal)?;
         (total > 0).then(|| steal as f64 / total as f64)
     }
+
+    /// The share of the machine's CPU time spent busy (anything but idle
+    /// and iowait; steal included) between `self` and `later`.
+    pub(super) fn busy_share(&self, later: &MachineCpu) -> Option<f64> {
+        let total = later.total.checked_sub(self.total)?;
+        let idle = later.idle.checked_sub(self.idle)?;
+        (total > 0).then(|| (total.saturating_sub(idle)) as f64 / total as f64)
+    }
 }
 
 fn parse(stat: &str) -> Option<MachineCpu> {
@@ -38,7 +48,11 @@ fn parse(stat: &str) -> Option<MachineCpu> {
     // time is already counted in user and nice.
     let fields: Vec<u64> =
         line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
-    (fields.len() == 8).then(|| MachineCpu { total: fields.iter().sum(), steal: fields[7] })
+    (fields.len() == 8).then(|| MachineCpu {
+        total: fields.iter().sum(),
+        steal: fields[7],
+        idle: fields[3] + fields[4],
+    })
 }
 
 #[cfg(test)]
@@ -49,11 +63,14 @@ mod tests {
     fn steal_share_comes_from_the_cpu_line() {
         let before = parse("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 50 0 25 400 5 0 2 18 0 0\n").unwrap();
         let after = parse("cpu  200 0 100 1500 10 0 5 185 7 0\n").unwrap();
-        assert_eq!(before, MachineCpu { total: 1000, steal: 35 });
+        assert_eq!(before, MachineCpu { total: 1000, steal: 35, idle: 810 });
         // 1000 more ticks, 150 of them stolen.
         let share = before.steal_share(&after).unwrap();
         assert!((share - 0.15).abs() < 1e-9, "{share}");
         assert_eq!(after.steal_share(&before), None, "counters never go back");
+        // 1000 more ticks, 700 of them idle.
+        let busy = before.busy_share(&after).unwrap();
+        assert!((busy - 0.3).abs() < 1e-9, "{busy}");
         assert_eq!(parse("intr 1 2 3\n"), None);
         assert_eq!(parse("cpu  1 2 3\n"), None, "a short line is not read as zero steal");
     }

@@ -10,8 +10,10 @@
 mod child;
 mod machine;
 mod table;
+mod timeline;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -108,6 +110,12 @@ pub(crate) struct BenchArgs {
     /// opposite order of the last, and the summary gives medians and ranges.
     #[arg(long, env = "SWITCHYARD_BENCH_REPEATS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     repeats: u32,
+    /// Append each run's per-second timeline to this file (JSON lines: tasks
+    /// finished and their latency and slowdown, tasks in flight, CPU queue
+    /// and busy threads, reactor lag, Redis, MySQL and upstream latency,
+    /// process and machine CPU). Emptied when the bench starts.
+    #[arg(long, env = "SWITCHYARD_BENCH_TIMELINE", value_name = "FILE")]
+    timeline: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
     /// Most requests in flight to the upstream (one host): PZ-1 keeps about
@@ -192,6 +200,9 @@ fn flag_of(field: &str) -> String {
 }
 
 fn parent(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.timeline {
+        std::fs::File::create(path).with_context(|| format!("creating the timeline {}", path.display()))?;
+    }
     let local_upstream = match &args.upstream {
         Some(_) => None,
         None => {
@@ -225,8 +236,8 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
                 if round % 2 == 0 { (0..combos.len()).collect() } else { (0..combos.len()).rev().collect() };
             for index in order.into_iter().filter(|&i| !stopped[i]) {
                 let (model, source) = combos[index];
-                let (result, steal_share) =
-                    run_measured(args, model, source, rate, &upstream_url, local_upstream.as_ref())?;
+                let run = Run { model, source, rate, round };
+                let (result, steal_share) = run_measured(args, run, &upstream_url, local_upstream.as_ref())?;
                 let ok = sustains(&result.report, rate);
                 sustained[index].0 += u32::from(ok);
                 sustained[index].1 += 1;
@@ -274,15 +285,22 @@ fn label(model: ModelSpec, source: SourceKind) -> String {
     }
 }
 
+/// One run of a bench: a model, through a source, at a rate, in a round.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    model: ModelSpec,
+    source: SourceKind,
+    rate: f64,
+    round: u32,
+}
+
 /// Runs one child and prints what it cost around it: the store servers'
 /// and the upstream's CPU, and the Redis commands per task. Returns the
 /// child's result and the share of the machine's CPU time stolen by other
 /// tenants during it.
 fn run_measured(
     args: &BenchArgs,
-    model: ModelSpec,
-    source: SourceKind,
-    rate: f64,
+    run: Run,
     upstream_url: &str,
     local_upstream: Option<&Pz1Upstream>,
 ) -> anyhow::Result<(ChildResult, Option<f64>)> {
@@ -290,7 +308,7 @@ fn run_measured(
     let stores_before = store_servers_cpu();
     let machine_before = MachineCpu::read();
     let started = std::time::Instant::now();
-    let result = run_child(args, model, source, rate, upstream_url)?;
+    let result = run_child(args, run, upstream_url)?;
     let steal_share = machine_before.zip(MachineCpu::read()).and_then(|(b, a)| b.steal_share(&a));
     if let Some(share) = steal_share {
         let verdict =
@@ -322,6 +340,7 @@ fn run_measured(
             }
         }
     }
+    print_cost(&result);
     if !result.failures.is_empty() {
         eprintln!("  sample failures: {:?}", result.failures);
     }
@@ -329,6 +348,27 @@ fn run_measured(
         println!("{}", serde_json::to_string(&result.report)?);
     }
     Ok((result, steal_share))
+}
+
+/// The run's CPU per task by thread role, beside the CPU step alone.
+fn print_cost(result: &ChildResult) {
+    let alone = &result.cpu_alone;
+    let ms = |s: f64| s * 1e3;
+    eprintln!(
+        "  CPU step alone (thread CPU clock, median): transform {:.3} ms = SHA-256 loop {:.3} ms + the rest {:.3} ms",
+        ms(alone.transform_s),
+        ms(alone.sha_s),
+        ms(alone.overhead_s())
+    );
+    if let Some(per) = &result.cpu_per_task {
+        eprintln!(
+            "  CPU per task in the window: {:.3} ms = reactor {:.3} + CPU threads {:.3} + other threads {:.3}",
+            ms(per.total_s()),
+            ms(per.reactor_s),
+            ms(per.cpu_s),
+            ms(per.other_s)
+        );
+    }
 }
 
 /// CPU time used so far by the local database servers (Linux `/proc`), so
@@ -352,13 +392,8 @@ fn names(models: &[ModelSpec]) -> String {
     models.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn run_child(
-    args: &BenchArgs,
-    model: ModelSpec,
-    source: SourceKind,
-    rate: f64,
-    upstream: &str,
-) -> anyhow::Result<ChildResult> {
+fn run_child(args: &BenchArgs, run: Run, upstream: &str) -> anyhow::Result<ChildResult> {
+    let Run { model, source, rate, round } = run;
     let exe = std::env::current_exe().context("locating the switchyard binary")?;
     let name = label(model, source);
     let spec = ChildSpec {
@@ -370,6 +405,9 @@ fn run_child(
         run_id_prefix: args.run_id_prefix.clone(),
         source,
         stream_redis: args.stream_redis(),
+        timeline: args.timeline.clone(),
+        model: model.to_string(),
+        round,
     };
     // Through the environment, not argv: store URLs may carry passwords.
     let mut cmd = Command::new(exe);

@@ -152,7 +152,7 @@ mod tests {
 
     fn row(cpu_per_wall_s: f64, steal_share: Option<f64>) -> Row {
         let line = format!(
-            r#"{{"report":{{"model":"hybrid","rate":300.0,"rounds":400,"completed":7500,"errors":0,"throughput":300.0,"latency_p50_ms":534.0,"latency_p99_ms":1614.0,"latency_max_ms":5400.0,"slowdown_p50":1.01,"slowdown_p99":1.02,"exec_slowdown_p50":1.0,"exec_slowdown_p99":1.02,"cpu_per_wall_s":{cpu_per_wall_s},"peak_rss_mb":32.0,"upstream_rps":900.0}},"unfinished":0,"cpu_alone_ms":1.2,"failures":[],"tasks":10500,"redis":null}}"#
+            r#"{{"report":{{"model":"hybrid","rate":300.0,"rounds":400,"completed":7500,"errors":0,"throughput":300.0,"latency_p50_ms":534.0,"latency_p99_ms":1614.0,"latency_max_ms":5400.0,"slowdown_p50":1.01,"slowdown_p99":1.02,"exec_slowdown_p50":1.0,"exec_slowdown_p99":1.02,"cpu_per_wall_s":{cpu_per_wall_s},"peak_rss_mb":32.0,"upstream_rps":900.0}},"unfinished":0,"cpu_alone_ms":1.2,"cpu_alone":{{"transform_s":0.0012,"sha_s":0.001}},"cpu_per_task":null,"failures":[],"tasks":10500,"redis":null}}"#
         );
         let result = serde_json::from_str(&line).expect("a child result line");
         Row { label: "hybrid".into(), rate: 300.0, result, ok: true, steal_share }
