@@ -221,18 +221,32 @@ impl HttpClient {
     /// the request deadline, and reads the whole response body.
     pub async fn send(&self, request: Request<Bytes>) -> Result<HttpResponse> {
         let metrics = &self.inner.metrics;
-        if let Some(policy) = &self.inner.egress {
-            // Per request, even on a pooled connection: the scheme, and the
-            // address when the URL gives one. Names are checked when a
-            // connection to them opens.
-            if let Err(refusal) = policy.check_url(&request.uri().to_string()) {
-                let error = egress_error(refusal);
-                metrics.egress_refused(error.egress_rule());
+        let refuse = |refusal: EgressError| {
+            let error = egress_error(refusal);
+            metrics.egress_refused(error.egress_rule());
+            error
+        };
+        // A request that cannot be sent never reached the network: not counted.
+        let host = match host_key(request.uri()) {
+            Ok(host) => host,
+            Err(error) => {
+                // Not an http(s) URL with a host: the policy, when on, says why.
+                if let Some(Err(refusal)) =
+                    self.inner.egress.as_ref().map(|policy| policy.check_url(&request.uri().to_string()))
+                {
+                    return Err(refuse(refusal));
+                }
                 return Err(error);
             }
+        };
+        let gate = self.inner.gate(&host);
+        // Per request, even on a pooled connection: the scheme, and the
+        // address when the URL gives one, as the host's gate decided them
+        // once (they depend on nothing else). Names are checked when a
+        // connection to them opens.
+        if let Some(refusal) = &gate.egress_refusal {
+            return Err(refuse(refusal.clone()));
         }
-        // A request that cannot be sent never reached the network: not counted.
-        let host = host_key(request.uri())?;
         let request = without_userinfo(request)?;
         let gate = self.inner.gate(&host);
         let started = Instant::now();
@@ -328,7 +342,10 @@ impl Inner {
         }
         let host = self.hosts.get(key);
         let metrics = self.host_metrics.get(key).map_or_else(|| Arc::clone(&self.other_metrics), Arc::clone);
-        let gate = Arc::new(HostGate::new(key.to_owned(), host, &self.config, metrics));
+        // The key is `scheme://host:port` as the request wrote them: the
+        // policy's verdict on it is its verdict on every URL of the host.
+        let egress_refusal = self.egress.as_ref().and_then(|policy| policy.check_url(key).err());
+        let gate = Arc::new(HostGate::new(key.to_owned(), host, &self.config, metrics, egress_refusal));
         gates.insert(key.to_owned(), Arc::clone(&gate));
         gate
     }

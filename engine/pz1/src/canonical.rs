@@ -91,6 +91,13 @@ pub(super) struct WireEvent<'a> {
     note: Cow<'a, str>,
 }
 
+impl WireEvent<'_> {
+    /// The event's id.
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// Compact JSON of a canonical item, keys in sorted order:
 /// `{"amount_cents":..,"email":..,"id":..,"name":..,"note":..,"tags":[..],"updated_at":..}`.
 ///
@@ -126,6 +133,91 @@ pub fn canonical_json(item: &CanonicalItem) -> String {
     String::from_utf8(out).expect("built from strings")
 }
 
+/// Buffers [`write_canonical`] reuses from item to item, so a poll's items
+/// cost no allocation per field.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    text: String,
+    tags: Vec<String>,
+}
+
+/// Appends the canonical JSON of `event` to `out`: the same bytes as
+/// [`canonical_json`] of [`canonical_of`], written straight from the wire
+/// form. ASCII fields (the common case) are trimmed, collapsed and
+/// lower-cased into `scratch`; others go through the shared text steps,
+/// whose Unicode rules (final sigma) this does not repeat. Fails only on a
+/// bad `amount`, leaving `out` as it was.
+pub(super) fn write_canonical(
+    out: &mut Vec<u8>,
+    event: &WireEvent<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), TransformError> {
+    let cents = decimal_to_cents(&event.amount).map_err(|e| TransformError::amount(e.reason()))?;
+    out.extend_from_slice(b"{\"amount_cents\":");
+    if cents < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, cents.unsigned_abs());
+    out.extend_from_slice(b",\"email\":");
+    lower_case_into(&mut scratch.text, trim(&event.email), false);
+    write_str(out, &scratch.text);
+    out.extend_from_slice(b",\"id\":");
+    write_str(out, &event.id);
+    out.extend_from_slice(b",\"name\":");
+    lower_case_into(&mut scratch.text, trim(&event.name), true);
+    write_str(out, &scratch.text);
+    out.extend_from_slice(b",\"note\":");
+    write_str(out, &event.note);
+    out.extend_from_slice(b",\"tags\":[");
+    let count = event.tags.len();
+    if scratch.tags.len() < count {
+        scratch.tags.resize_with(count, String::new);
+    }
+    for (slot, tag) in scratch.tags.iter_mut().zip(&event.tags) {
+        lower_case_into(slot, tag, false);
+    }
+    let tags = &mut scratch.tags[..count];
+    tags.sort_unstable();
+    let mut previous: Option<&String> = None;
+    for tag in tags.iter() {
+        if previous == Some(tag) {
+            continue;
+        }
+        if previous.is_some() {
+            out.push(b',');
+        }
+        write_str(out, tag);
+        previous = Some(tag);
+    }
+    out.extend_from_slice(b"],\"updated_at\":");
+    write_str(out, &event.updated_at);
+    out.push(b'}');
+    Ok(())
+}
+
+/// `into` becomes `s` lower-cased, with its white-space runs collapsed to
+/// one space when `collapse` is set: [`lower_case`] (of
+/// [`collapse_whitespace`]), without allocating for ASCII.
+fn lower_case_into(into: &mut String, s: &str, collapse: bool) {
+    into.clear();
+    if !s.is_ascii() {
+        into.push_str(&if collapse { lower_case(&collapse_whitespace(s)) } else { lower_case(s) });
+        return;
+    }
+    let mut in_run = false;
+    for c in s.chars() {
+        if collapse && c.is_whitespace() {
+            if !in_run {
+                into.push(' ');
+            }
+            in_run = true;
+        } else {
+            into.push(c.to_ascii_lowercase());
+            in_run = false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +240,57 @@ mod tests {
         );
         let bad = Event { amount: "1.234".into(), ..event };
         assert!(canonical(&bad).unwrap_err().is_bad_amount());
+    }
+
+    #[test]
+    fn written_canonical_json_is_the_canonical_items() {
+        let mut events: Vec<Event> = (0..60).map(|i| Event::generate("z3", i)).collect();
+        let odd = Event {
+            id: "é\"q".into(),
+            updated_at: "".into(),
+            email: " \t MiXed@Case.ORG\u{b}\n".into(),
+            name: "  Ada \t\n\u{b}\u{c}\r LOVELACE  ".into(),
+            amount: "-3.1".into(),
+            tags: ["B", "a", "b", "A", "a", "", "ÉTÉ", "été", "ΣΑΣ"].map(String::from).to_vec(),
+            note: "\u{1}\\".into(),
+        };
+        events.push(odd.clone());
+        events.push(Event {
+            name: "ΌΣΟΣ  Σ\tΑΣ".into(),
+            email: "ÄB@X.DE".into(),
+            tags: vec![],
+            ..odd.clone()
+        });
+        events.push(Event { name: "".into(), email: " ".into(), tags: vec!["x".into()], ..odd.clone() });
+        let mut scratch = Scratch::default();
+        for event in &events {
+            let wire = WireEvent {
+                id: Cow::Borrowed(&event.id),
+                updated_at: Cow::Borrowed(&event.updated_at),
+                email: Cow::Borrowed(&event.email),
+                name: Cow::Borrowed(&event.name),
+                amount: Cow::Borrowed(&event.amount),
+                tags: event.tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect(),
+                note: Cow::Borrowed(&event.note),
+            };
+            let mut out = b"kept".to_vec();
+            write_canonical(&mut out, &wire, &mut scratch).unwrap();
+            let expected = canonical_json(&canonical(event).unwrap());
+            assert_eq!(std::str::from_utf8(&out[4..]).unwrap(), expected, "{event:?}");
+        }
+        let bad = Event { amount: "1.234".into(), ..odd };
+        let wire = WireEvent {
+            id: Cow::Borrowed(&bad.id),
+            updated_at: Cow::Borrowed(&bad.updated_at),
+            email: Cow::Borrowed(&bad.email),
+            name: Cow::Borrowed(&bad.name),
+            amount: Cow::Borrowed(&bad.amount),
+            tags: vec![],
+            note: Cow::Borrowed(&bad.note),
+        };
+        let mut out = Vec::new();
+        assert!(write_canonical(&mut out, &wire, &mut scratch).unwrap_err().is_bad_amount());
+        assert!(out.is_empty(), "nothing written for a bad amount");
     }
 
     #[test]

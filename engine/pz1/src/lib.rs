@@ -90,7 +90,7 @@ pub use report::{
 };
 pub use schedule::{schedule, Task};
 pub use task_queue::TaskQueue;
-pub use transform::{transform_poll, Transformed};
+pub use transform::{prepare_poll, transform_poll, Transformed};
 pub use upstream::{
     Fault, FaultTarget, Pz1Upstream, UpstreamCounters, MAX_ACTION_BODY_BYTES, UPSTREAM_MAX_CONNECTIONS,
 };

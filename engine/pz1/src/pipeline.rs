@@ -26,13 +26,13 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Method, Request};
 use switchyard_pipeline::{
-    DeliveryPolicy, Pipeline, PipelineParts, PollJob, Prepared, PreparedItem, Requests, Seeding, StepConfig,
-    Stores, Transform, TransformError,
+    DeliveryPolicy, Pipeline, PipelineParts, PollJob, Prepared, Requests, Seeding, StepConfig, Stores,
+    Transform, TransformError,
 };
 
 use crate::delay::delay_ms;
 use crate::params::Params;
-use crate::transform::transform_poll;
+use crate::transform::prepare_poll;
 
 /// The table PZ-1 records its runs in.
 pub const PZ_RUNS_TABLE: &str = "pz_runs";
@@ -96,11 +96,7 @@ impl Transform for Pz1Transform {
     fn prepare(&self, body: &[u8]) -> Result<Prepared, TransformError> {
         // The workload's typed parse reads the body whole: a bad item fails
         // the poll, as the workload specifies.
-        let items = transform_poll(body, self.rounds).map_err(|e| TransformError::new(e.to_string()))?;
-        let items = items
-            .into_iter()
-            .map(|t| PreparedItem { id: t.id, fingerprint: t.fingerprint, canonical: t.canonical_json })
-            .collect();
+        let items = prepare_poll(body, self.rounds).map_err(|e| TransformError::new(e.to_string()))?;
         Ok(Prepared { items, rejected: Vec::new() })
     }
 }

@@ -11,6 +11,7 @@ use super::adaptive::{AdaptiveLimit, LimitPermit, Signal};
 use super::breaker::{Admission, Breaker, BreakerState, CallResult};
 use super::rate::RateLimit;
 use crate::config::{HostConfig, HttpConfig};
+use crate::egress::EgressError;
 use crate::error::{Error, Kind, Result, TimeoutPhase};
 use crate::telemetry::{BreakerMove, HostMetrics};
 
@@ -26,6 +27,9 @@ pub(crate) struct HostGate {
     paused_until: Mutex<Option<Instant>>,
     max_retry_after: Duration,
     pub(crate) metrics: Arc<HostMetrics>,
+    /// What the egress policy says of the host's scheme and address, decided
+    /// when the gate is made: `Some` refuses every request to it.
+    pub(crate) egress_refusal: Option<EgressError>,
 }
 
 /// A host as `/status` shows it.
@@ -59,6 +63,7 @@ impl HostGate {
         host: Option<&HostConfig>,
         config: &HttpConfig,
         metrics: Arc<HostMetrics>,
+        egress_refusal: Option<EgressError>,
     ) -> Self {
         let cap = host.and_then(|h| h.max_in_flight).unwrap_or(config.max_in_flight_per_host);
         let rate = host.and_then(|h| RateLimit::new(h.rate_per_second?, h.burst));
@@ -75,6 +80,7 @@ impl HostGate {
             cap,
             rate,
             paused_until: Mutex::new(None),
+            egress_refusal,
             max_retry_after: Duration::from_millis(config.max_retry_after_ms),
             metrics,
         }

@@ -304,7 +304,7 @@ fn run_measured(
     upstream_url: &str,
     local_upstream: Option<&Pz1Upstream>,
 ) -> anyhow::Result<(ChildResult, Option<f64>)> {
-    let before = local_upstream.map(|u| (u.thread_cpu(), u.counters().total()));
+    let before = local_upstream.map(|u| (u.thread_cpu(), u.counters().polls(), u.counters().actions()));
     let stores_before = store_servers_cpu();
     let machine_before = MachineCpu::read();
     let started = std::time::Instant::now();
@@ -331,12 +331,16 @@ fn run_measured(
             redis.top(10)
         );
     }
-    if let (Some(up), Some((Some(cpu0), n0))) = (local_upstream, before) {
+    if let (Some(up), Some((Some(cpu0), polls0, actions0))) = (local_upstream, before) {
         if let Some(cpu1) = up.thread_cpu() {
-            let requests = up.counters().total() - n0;
+            let (polls, actions) = (up.counters().polls() - polls0, up.counters().actions() - actions0);
+            let requests = polls + actions;
             if requests > 0 {
                 let per_k = (cpu1 - cpu0).as_secs_f64() * 1e3 / requests as f64;
-                eprintln!("  upstream: {requests} requests, {per_k:.3} CPU seconds per 1000 requests");
+                eprintln!(
+                    "  upstream: {requests} requests ({polls} polls, {actions} actions), \
+                     {per_k:.3} CPU seconds per 1000 requests"
+                );
             }
         }
     }

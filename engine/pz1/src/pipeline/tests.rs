@@ -6,6 +6,7 @@ use switchyard_pipeline::{delivery_body, StepsTransform};
 use super::*;
 use crate::canonical::CanonicalItem;
 use crate::event::write_poll_body;
+use crate::transform::transform_poll;
 
 fn body(zap: &str, seq: u64) -> Vec<u8> {
     let mut out = Vec::new();

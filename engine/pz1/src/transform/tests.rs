@@ -93,3 +93,31 @@ fn bad_amounts_and_syntax() {
     let ok = br#"{"zap":"z","seq":1,"items":[],"next":null}"#;
     assert!(transform_poll(ok, 1).unwrap().is_empty());
 }
+
+#[test]
+fn prepare_poll_gives_what_transform_poll_gives() {
+    let mut messy = PollBody::generate("z9", 3, 6, 2);
+    messy.items[1].name = " ΌΣΟΣ\t\u{b} Σ ".into();
+    messy.items[2].tags = vec!["B".into(), "b".into(), "ÉTÉ".into(), "été".into()];
+    messy.items.push(messy.items[0].clone());
+    let bodies = [body("z1", 1, 50, 2), body("z8", 7, 20, 5), serde_json::to_vec(&messy).unwrap()];
+    for body in &bodies {
+        let expected = transform_poll(body, 4).unwrap();
+        let got = prepare_poll(body, 4).unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!((&g.id, &g.fingerprint, &g.canonical), (&e.id, &e.fingerprint, &e.canonical_json));
+        }
+    }
+    let mut bad = messy.clone();
+    bad.items[4].amount = "1.2.3".into();
+    let bad = serde_json::to_vec(&bad).unwrap();
+    assert_eq!(
+        prepare_poll(&bad, 4).unwrap_err().to_string(),
+        transform_poll(&bad, 4).unwrap_err().to_string()
+    );
+    assert_eq!(
+        prepare_poll(b"{\"zap\":1}", 4).unwrap_err().to_string(),
+        transform_poll(b"{\"zap\":1}", 4).unwrap_err().to_string()
+    );
+}
