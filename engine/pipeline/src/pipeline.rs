@@ -264,7 +264,7 @@ impl Pipeline {
 
         let seen_store = &self.parts.stores.seen;
         let seeding = self.parts.seeding;
-        let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
         if seeding == Seeding::FirstPoll && job.seq == 1 {
             seen_store.mark_seen(cx, &job.trigger, &ids).await.map_err(|e| store_error(e, done))?;
             return Ok(done);
@@ -274,7 +274,7 @@ impl Pipeline {
             seen_store.seen(cx, &job.trigger, &ids, want_state).await.map_err(|e| store_error(e, done))?;
         if want_state && !check.has_state {
             // The marker creates the state even when the first poll is empty.
-            ids.push(SEED_MARKER.to_string());
+            ids.push(SEED_MARKER);
             seen_store.mark_seen(cx, &job.trigger, &ids).await.map_err(|e| store_error(e, done))?;
             return Ok(done);
         }
@@ -300,6 +300,7 @@ impl Pipeline {
             }
         }
         done.new_items = u32::try_from(delivered.len()).unwrap_or(u32::MAX);
+        let delivered: Vec<&str> = delivered.iter().map(String::as_str).collect();
         seen_store.mark_seen(cx, &job.trigger, &delivered).await.map_err(|e| store_error(e, done))?;
         match failure {
             Some(e) => Err(PollError::at(Stage::Action, e, done)),

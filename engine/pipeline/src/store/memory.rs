@@ -69,7 +69,7 @@ impl SeenStore for MemoryStores {
         &'a self,
         _cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
         _want_state: bool,
     ) -> StoreFuture<'a, SeenCheck> {
         let seen = self.seen.lock().expect("seen lock");
@@ -85,7 +85,7 @@ impl SeenStore for MemoryStores {
         &'a self,
         _cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
     ) -> StoreFuture<'a, ()> {
         if !ids.is_empty() {
             let mut seen = self.seen.lock().expect("seen lock");

@@ -52,7 +52,7 @@ pub trait SeenStore: Send + Sync + fmt::Debug + 'static {
         &'a self,
         cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
         want_state: bool,
     ) -> StoreFuture<'a, SeenCheck>;
 
@@ -61,7 +61,7 @@ pub trait SeenStore: Send + Sync + fmt::Debug + 'static {
         &'a self,
         cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
     ) -> StoreFuture<'a, ()>;
 }
 

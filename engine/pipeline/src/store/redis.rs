@@ -33,7 +33,7 @@ impl SeenStore for RedisSeenStore {
         &'a self,
         cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
         want_state: bool,
     ) -> StoreFuture<'a, SeenCheck> {
         Box::pin(async move {
@@ -64,7 +64,7 @@ impl SeenStore for RedisSeenStore {
         &'a self,
         cx: &'a TaskContext,
         trigger: &'a str,
-        ids: &'a [String],
+        ids: &'a [&'a str],
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             if ids.is_empty() {
