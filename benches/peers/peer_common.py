@@ -436,22 +436,12 @@ def cpu_seconds(pid: int) -> Optional[float]:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
 
 
-def parse_pss_kib(smaps_rollup: str) -> Optional[int]:
-    """The ``Pss:`` figure (KiB) of a ``/proc/PID/smaps_rollup`` text, or ``None``."""
-    for line in smaps_rollup.splitlines():
-        if line.startswith("Pss:"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1])
-    return None
-
-
 def pss_mib(pid: int) -> Optional[float]:
     """Proportional set size of ``pid`` now, MiB: each page shared by n processes counts
     1/n, so summing PSS over forked workers counts their shared pages once."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
-            kib = parse_pss_kib(f.read())
+            kib = pz1.parse_pss_kib(f.read())
     except OSError:
         return None
     return None if kib is None else kib / 1024.0

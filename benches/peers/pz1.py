@@ -741,6 +741,17 @@ def calibrate_cpu_alone(
     return CpuAlone(transform_ns[len(transform_ns) // 2] / 1e9, sha_ns[len(sha_ns) // 2] / 1e9)
 
 
+def parse_pss_kib(smaps_rollup: str) -> Optional[int]:
+    """The ``Pss:`` figure (KiB) of a ``/proc/PID/smaps_rollup`` text, or ``None``: a
+    process's proportional set size, where a page shared by n processes counts 1/n."""
+    for line in smaps_rollup.splitlines():
+        if line.startswith("Pss:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1])
+    return None
+
+
 def params_from_flags(flags: object, rate: float) -> Params:
     """The workload's parameters from parsed command-line flags named as the
     spec's parameters (``--duration``, ``--base-ms``, ...), at ``rate``."""
