@@ -879,6 +879,12 @@ def charts(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path, ext: st
     labels = labels_in_order(r for r in rows if r.get("kind") != "calibration")
     paths: list[Path] = []
 
+    def legend(label: str) -> str:
+        """The label, with the rounds when they are not the invocation's (hybrid@eqcpu)."""
+        rounds = sorted({r.get("rounds") for r in rows if r.get("label") == label and r.get("rounds") is not None})
+        default = meta.get("rounds", pz1.DEFAULT_ROUNDS)
+        return f"{label} (rounds {', '.join(map(str, rounds))})" if rounds and rounds != [default] else label
+
     def series(label: str, key: str) -> tuple[list[float], list[float], list[list[float]]]:
         xs, ys, err = [], [], [[], []]
         for rate in sorted(r for (l, r) in pts if l == label):
@@ -904,7 +910,7 @@ def charts(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path, ext: st
     for label in labels:
         xs, ys, err = series(label, "slowdown_p99")
         if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=legend(label))
     ax.axhline(pz1.SUSTAIN_MAX_SLOWDOWN_P99, color="grey", linestyle="--", linewidth=1, label="sustain limit 1.25")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -923,7 +929,7 @@ def charts(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path, ext: st
     for label in labels:
         xs, ys, err = series(label, "throughput")
         if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=legend(label))
             top = max(top, *xs)
     if top:
         ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="offered")
@@ -944,7 +950,7 @@ def charts(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path, ext: st
         s = stats(r["peak_rss_mb"] for r in usable(pts.get((label, rate), [])))
         if s is None:
             continue
-        names.append(label)
+        names.append(legend(label).replace(" (", "\n("))
         values.append(s[0])
         errs[0].append(s[0] - s[1])
         errs[1].append(s[2] - s[0])
@@ -1061,6 +1067,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--chart-format", choices=("svg", "png"), default="svg")
     p.add_argument("--render", type=Path, default=None, metavar="FILE.jsonl", help="only redraw an earlier invocation")
     args = p.parse_args(argv)
+    args.switchyard = args.switchyard.resolve()
+    args.results_dir = args.results_dir.resolve()
 
     if args.render:
         print(render(args.render, args.chart_format).read_text(encoding="utf-8"))
