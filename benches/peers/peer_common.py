@@ -564,6 +564,13 @@ class SecondSampler:
         self._machine: Optional[MachineCpu] = None
         self.seconds: list[dict[str, Optional[float]]] = []
         self.peak_pss_mib = math.nan
+        #: (monotonic time, thread CPU seconds) each sample cost this process.
+        self._costs: list[tuple[float, float]] = []
+
+    def cost_between(self, start: float, end: float) -> float:
+        """CPU seconds the samples taken in ``[start, end)`` cost the sampling process:
+        what its CPU figures should leave out (the measurement is not the workload)."""
+        return sum(c for at, c in self._costs if start <= at < end)
 
     def due(self) -> float:
         return self._next
@@ -579,6 +586,11 @@ class SecondSampler:
         now = time.monotonic() if now is None else now
         if now < self._next:
             return
+        spent = time.thread_time()
+        self._poll(now)
+        self._costs.append((now, time.thread_time() - spent))
+
+    def _poll(self, now: float) -> None:
         cpu = sum(c for c in (cpu_seconds(pid) for pid in self._pids()) if c is not None)
         machine = MachineCpu.read()
         if self._cpu is not None:

@@ -242,8 +242,17 @@ class Dispatcher:
             f"prefork/{len(self.procs)}: peak of the summed PSS of the dispatcher and workers "
             f"{seconds.peak_pss_mib:.1f} MiB (reported); their summed peak RSS (VmHWM) {hwm:.1f} MiB"
         )
+        # The once-a-second /proc samples (PSS above all) are measurement, not the workload.
+        window_s = params.duration_s - params.warmup_s
+        sampling = seconds.cost_between(t0 + params.warmup_s, t0 + params.duration_s) / window_s
         return RunResult(
-            records, released, failures, window.cpu_per_wall_s(), seconds.peak_pss_mib, calls, seconds.seconds
+            records,
+            released,
+            failures,
+            window.cpu_per_wall_s() - sampling,
+            seconds.peak_pss_mib,
+            calls,
+            seconds.seconds,
         )
 
     def _stop(self) -> None:

@@ -96,17 +96,24 @@ def draw(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = [p for p in PANELS if any(any(_value(line.get(c)) == _value(line.get(c)) for c, _ in p[2]) for line in lines)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.9 * len(panels) + 0.8), sharex=True, squeeze=False)
     ts = [_value(line.get("t")) for line in lines]
     for ax, (title, ylabel, columns, log) in zip(axes[:, 0], panels, strict=True):
+        drawn: list[float] = []
         for column, legend in columns:
             ys = [_value(line.get(column)) for line in lines]
             if any(math.isfinite(y) for y in ys):
                 ax.plot(ts, ys, marker=".", markersize=3, linewidth=1, label=legend)
-        if log:
+                drawn += [y for y in ys if math.isfinite(y) and y > 0]
+        # Log only where the values span decades (a collapse); otherwise linear reads better.
+        if log and drawn and max(drawn) / min(drawn) > 20:
             ax.set_yscale("log")
+            plain = matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if title.startswith("slowdown"):
             ax.axhline(1.25, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(title, fontsize=9)
