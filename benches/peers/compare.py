@@ -445,9 +445,26 @@ def run_command(argv: Sequence[str], watch_root: Callable[[int], None]) -> tuple
     """Runs ``argv``; its stderr passes through and is kept. Returns (exit code, stdout, stderr)."""
     log(f"\n$ {shlex.join(argv)}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    # A session of its own: on Ctrl-C or SIGTERM the whole run (its children too) is ended below.
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=HERE
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=HERE,
+        start_new_session=True,
     )
+    try:
+        return _follow(proc, watch_root)
+    except BaseException:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+
+
+def _follow(proc: subprocess.Popen, watch_root: Callable[[int], None]) -> tuple[int, str, str]:
     watch_root(proc.pid)
     err: list[str] = []
 
@@ -1107,6 +1124,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     started = time.monotonic()
     mariadb: Optional[PrivateMariaDB] = None
     upstream: Optional[Upstream] = None
