@@ -1060,7 +1060,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--smoke", action="store_true",
                    help="a quick check: one step (each model at its bracket's low end, 10/s unless --bracket), "
-                        "8 s runs, warmup 3, drain 10, repeats 1")
+                        "8 s runs, warmup 3, drain 10, repeats 1. A check of the machinery, not a measure: in a "
+                        "5 s window the throughput of a fixed schedule can fall a few tasks short of the offered "
+                        "rate (tasks still in flight at the window's end), so a model may show 'not sustained' there")
     p.add_argument("--models", default=None,
                    help="comma-separated (default hybrid,hybrid/1,reactor-only,gevent/<cores>,prefork/<workers>,hybrid@eqcpu)")
     p.add_argument("--bracket", type=parse_brackets, default={},
