@@ -21,7 +21,9 @@ Before and during each run the machine is watched: the share of its CPU time
 stolen by the hypervisor (``/proc/stat``) and the CPU of processes outside the
 run (every ``/proc/*/stat`` but the run's process tree, the upstream, the Redis
 and MySQL servers, this script and kernel threads), as shares of the machine's
-CPU. A run where either exceeds 5 % is marked ``disturbed``, run again (at most
+CPU. With the private MariaDB, any other mysqld/mariadbd counts as other load;
+Redis is shared, so another client's use of it shows as the servers' CPU, not as
+a disturbance. A run where either exceeds 5 % is marked ``disturbed``, run again (at most
 ``--disturbed-retries`` times) and never enters a median.
 
 By default MySQL is a private MariaDB on tmpfs (``/dev/shm``), started for the
@@ -180,9 +182,13 @@ class Watch:
     run are counted up to their last sample and processes that start are counted
     from zero."""
 
-    def __init__(self, root: Optional[int], upstream_pid: Optional[int], interval: float = 1.0) -> None:
+    def __init__(
+        self, root: Optional[int], upstream_pid: Optional[int], interval: float = 1.0, mysql_pid: Optional[int] = None
+    ) -> None:
         self.root = root
         self.upstream_pid = upstream_pid
+        #: The private MariaDB's pid: then any other mysqld/mariadbd is someone else's load.
+        self.mysql_pid = mysql_pid
         self._first = read_procs()
         self._last: dict[tuple[int, int], ProcInfo] = {}
         self._tree: set[tuple[int, int]] = set()
@@ -228,7 +234,9 @@ class Watch:
                 cpu["run"] += delta
             elif pid == self.upstream_pid:
                 cpu["upstream"] += delta
-            elif info.comm in STORE_SERVERS:
+            elif info.comm in STORE_SERVERS and not (
+                self.mysql_pid is not None and info.comm != "redis-server" and pid != self.mysql_pid
+            ):
                 cpu["stores"] += delta
             elif pid == me:
                 cpu["harness"] += delta
@@ -249,9 +257,9 @@ class Watch:
         return out
 
 
-def quiet_check(upstream_pid: Optional[int], seconds: float = 1.0) -> dict[str, float]:
+def quiet_check(upstream_pid: Optional[int], seconds: float = 1.0, mysql_pid: Optional[int] = None) -> dict[str, float]:
     """Steal and other processes' CPU over ``seconds`` with nothing of ours running."""
-    w = Watch(None, upstream_pid, interval=seconds)
+    w = Watch(None, upstream_pid, interval=seconds, mysql_pid=mysql_pid)
     time.sleep(seconds)
     return w.finish()
 
@@ -515,22 +523,22 @@ class Context:
     out: Any  # the JSONL file
     timelines: Path
     upstream_pid: Optional[int] = None
-    order_counter: int = 0
+    mysql_pid: Optional[int] = None
 
 
 def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int, attempt: int) -> dict[str, Any]:
     """One run: the quiet check, the run under watch, its row (written to the JSONL)."""
     args = ctx.args
-    pre = quiet_check(ctx.upstream_pid)
+    pre = quiet_check(ctx.upstream_pid, mysql_pid=ctx.mysql_pid)
     waited = 0
     while is_disturbed(pre["steal"], pre["other_cpu"]) and waited < args.quiet_wait:
         log(f"  machine busy before the run (steal {pre['steal']:.1%}, other processes {pre['other_cpu']:.1%}); waiting")
         time.sleep(4)
         waited += 5
-        pre = quiet_check(ctx.upstream_pid)
+        pre = quiet_check(ctx.upstream_pid, mysql_pid=ctx.mysql_pid)
     safe = model.label.replace("/", "_")
     timeline = ctx.timelines / f"{safe}-{rate:g}-r{round_}-a{attempt}.jsonl"
-    watch = Watch(None, ctx.upstream_pid)
+    watch = Watch(None, ctx.upstream_pid, mysql_pid=ctx.mysql_pid)
     code, stdout, stderr = run_command(argv_for(args, model, rate, round_, timeline), watch.attach)
     seen = watch.finish()
     report = report_from(stdout)
@@ -1181,7 +1189,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             searches[m.label] = Bisection(m.label, lo, hi, args.tolerance, args.max_steps)
         with jsonl.open("w", encoding="utf-8") as out:
             ctx = Context(args, stamp, machine, commit, mysql_kind, out, timelines,
-                          upstream.proc.pid if upstream else None)
+                          upstream.proc.pid if upstream else None,
+                          mariadb.proc.pid if mariadb and mariadb.proc else None)
 
             def runner(m: Model, rate: float, round_: int, position: int) -> list[dict[str, Any]]:
                 if upstream is not None and upstream.proc.poll() is not None:
