@@ -18,8 +18,11 @@ calibrates, starts N children with the ``spawn`` start method (a fresh
 interpreter each, which monkey-patches before anything else: no fork of a
 process whose hub, threadpool and sockets are already live), and passes them a
 common ``t0``. Zap ``z`` goes to child ``z mod N``, so a zap's polls stay in one
-process. Latencies are merged, CPU is summed over the parent and the children,
-and RSS is the fleet's: the sum of every process's peak RSS (``VmHWM``).
+process. During the run the parent only waits for the children's results (and
+samples /proc once a second), so it is left out of the figures: CPU is summed
+over the children, and ``peak_rss_mb`` is the peak of the children's summed PSS
+(``/proc/PID/smaps_rollup``), sampled once a second. With one process, CPU and
+``peak_rss_mb`` (``VmHWM``) are that process's, as in ``switchyard bench``.
 
     python gevent_peer.py --upstream http://127.0.0.1:PORT \\
         --redis-url redis://127.0.0.1:6379/ --mysql-url mysql://root@127.0.0.1:3306/test \\
@@ -41,6 +44,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+import dataclasses  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Optional  # noqa: E402
 
@@ -54,8 +58,10 @@ from requests.adapters import HTTPAdapter  # noqa: E402
 import pz1  # noqa: E402
 from peer_common import (  # noqa: E402
     BoundedPool,
+    CallLog,
     CpuWindow,
     Pipeline,
+    SecondSampler,
     add_workload_args,
     emit_report,
     http_timeout,
@@ -64,6 +70,9 @@ from peer_common import (  # noqa: E402
     params_from_args,
     peak_rss_mib,
     prepare_stores,
+    pss_mib,
+    timeline_lines,
+    write_timeline,
 )
 
 #: Seconds between the children's "ready" and the common start, so every child
@@ -94,6 +103,8 @@ class ShardConfig:
     timeout: tuple[float, float]
     shard: int = 0
     shards: int = 1
+    #: Time each client call (for --timeline).
+    timeline: bool = False
 
 
 @dataclass
@@ -103,6 +114,8 @@ class ShardResult:
     records: list[tuple]
     scheduled: int  # this process's share of the schedule
     failures: list[str]
+    #: Client calls as (kind, end seconds after t0, duration s), when timed.
+    calls: list[tuple] = dataclasses.field(default_factory=list)
 
 
 class Shard:
@@ -120,6 +133,7 @@ class Shard:
             )
         )
         self.mysql = BoundedPool(mysql_connect_kwargs(cfg.mysql_url), cfg.mysql_pool, gevent.queue.LifoQueue)
+        self.calls = CallLog(enabled=cfg.timeline)
         self.pipeline = Pipeline(
             cfg.upstream,
             cfg.params,
@@ -130,6 +144,7 @@ class Shard:
             cfg.key_prefix,
             cfg.timeout,
             between_items=yield_to_hub,
+            calls=self.calls,
         )
         self.pool = gevent.pool.Pool(cfg.concurrency)
         # Touched only by greenlets of this process' one hub: cooperative, never
@@ -178,7 +193,8 @@ class Shard:
         if len(self.pool):
             log(f"gevent shard {self.cfg.shard}: {len(self.pool)} zaps still busy at the drain deadline")
             self.pool.kill(block=True, timeout=5)
-        return ShardResult(self._records, len(mine), self._failures)
+        calls = [(kind, end - t0, dur) for kind, end, dur in self.calls.take()]
+        return ShardResult(self._records, len(mine), self._failures, calls)
 
     def _zap_runner(self, zap: str, t0: float, deadline: float) -> None:
         """Runs the zap's queued polls one after another (its polls are serial)."""
@@ -237,25 +253,46 @@ def _child_main(
         inbox.recv()
 
 
-def _cpu_sampler(window: CpuWindow) -> None:
-    """Greenlet: samples the CPU window at its boundaries (in-process runs)."""
-    while (due := window.due()) is not None:
+@dataclass
+class Measured:
+    """A run's result and what /proc said of it."""
+
+    result: ShardResult
+    cpu_per_wall_s: float
+    peak_rss_mb: float
+    seconds: list  # SecondSampler.seconds
+
+
+def _samplers(window: CpuWindow, seconds: SecondSampler) -> None:
+    """Greenlet (one process): samples the CPU window at its edges and the timeline each
+    second, until killed."""
+    while True:
+        due = min(d for d in (window.due(), seconds.due()) if d is not None)
         gevent.sleep(max(0.0, due - time.monotonic()))
-        window.poll()
+        now = time.monotonic()
+        window.poll(now)
+        seconds.poll(now)
 
 
-def run_in_process(cfg: ShardConfig) -> tuple[ShardResult, float, float]:
-    """``--procs 1``: the whole schedule in this process. Returns (result, cpu/s, RSS MiB)."""
+def run_in_process(cfg: ShardConfig) -> Measured:
+    """``--procs 1``: the whole schedule in this process."""
     shard = Shard(cfg)
     shard.warm_up_clients()
     t0 = time.monotonic() + START_MARGIN_S
     window = CpuWindow(t0, cfg.params, lambda: [os.getpid()])
-    sampler = gevent.spawn(_cpu_sampler, window)
+    seconds = SecondSampler(t0, lambda: [os.getpid()])
+    sampler = gevent.spawn(_samplers, window, seconds)
     result = shard.run(t0)
-    sampler.join(timeout=1)
+    sampler.kill(block=True, timeout=1)
     window.poll()
+    seconds.poll()
     shard.close()
-    return result, window.cpu_per_wall_s(), peak_rss_mib(os.getpid()) or float("nan")
+    rss = peak_rss_mib(os.getpid()) or float("nan")
+    log(f"gevent: peak RSS (VmHWM) {rss:.1f} MiB, peak PSS {seconds.peak_pss_mib:.1f} MiB")
+    # The once-a-second /proc samples are measurement, not the workload.
+    p = cfg.params
+    sampling = seconds.cost_between(t0 + p.warmup_s, t0 + p.duration_s) / (p.duration_s - p.warmup_s)
+    return Measured(result, window.cpu_per_wall_s() - sampling, rss, seconds.seconds)
 
 
 @dataclass
@@ -265,8 +302,11 @@ class _Child:
     inbox: multiprocessing.connection.Connection  # parent -> child
 
 
-def run_fleet(base: ShardConfig, procs: int) -> tuple[ShardResult, float, float]:
-    """``--procs N``: N spawned children, one shard each; this process orchestrates only."""
+def run_fleet(base: ShardConfig, procs: int) -> Measured:
+    """``--procs N``: N spawned children, one shard each; this process orchestrates only.
+
+    The parent's own CPU and memory are left out of the figures: from ``t0`` on it
+    only waits for the children's results and samples /proc once a second."""
     ctx = multiprocessing.get_context("spawn")
     children: list[_Child] = []
     try:
@@ -286,18 +326,20 @@ def run_fleet(base: ShardConfig, procs: int) -> tuple[ShardResult, float, float]
             if kind != "ready":
                 raise RuntimeError(f"{c.process.name} failed to start:\n{detail}")
         t0 = time.monotonic() + START_MARGIN_S
-        pids = [os.getpid(), *(c.process.pid for c in children if c.process.pid is not None)]
+        pids = [c.process.pid for c in children if c.process.pid is not None]
         window = CpuWindow(t0, base.params, lambda: pids)
+        seconds = SecondSampler(t0, lambda: pids)
         for c in children:
             c.inbox.send(("start", t0))
         results: dict[int, ShardResult] = {}
         waiting = {c.outbox: i for i, c in enumerate(children)}
         sentinels = {c.process.sentinel: c for c in children}
         while waiting:
-            due = window.due()
-            timeout = None if due is None else max(0.0, due - time.monotonic())
-            ready = multiprocessing.connection.wait([*waiting, *sentinels], timeout)
-            window.poll()
+            due = min(d for d in (window.due(), seconds.due()) if d is not None)
+            ready = multiprocessing.connection.wait([*waiting, *sentinels], max(0.0, due - time.monotonic()))
+            now = time.monotonic()
+            window.poll(now)
+            seconds.poll(now)
             for obj in ready:
                 if obj in waiting:
                     i = waiting.pop(obj)
@@ -309,14 +351,22 @@ def run_fleet(base: ShardConfig, procs: int) -> tuple[ShardResult, float, float]
                     c = sentinels[obj]
                     raise RuntimeError(f"{c.process.name} exited early (exit code {c.process.exitcode})")
         window.poll()
-        # Every child is alive and idle now: read the fleet's peak RSS.
-        rss = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
+        seconds.sample_pss()
+        # Every child is alive and idle now: their peak RSS, for reference.
+        hwm = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
+        parent = pss_mib(os.getpid())
+        log(
+            f"gevent/{procs}: peak of the children's summed PSS {seconds.peak_pss_mib:.1f} MiB "
+            f"(reported); their summed peak RSS (VmHWM) {hwm:.1f} MiB; the idle parent's PSS, "
+            f"left out: {parent if parent is not None else float('nan'):.1f} MiB"
+        )
         merged = ShardResult([], 0, [])
         for i in sorted(results):
             merged.records.extend(results[i].records)
             merged.scheduled += results[i].scheduled
             merged.failures.extend(results[i].failures)
-        return merged, window.cpu_per_wall_s(), rss
+            merged.calls.extend(results[i].calls)
+        return Measured(merged, window.cpu_per_wall_s(), seconds.peak_pss_mib, seconds.seconds)
     finally:
         for c in children:
             with contextlib.suppress(OSError):
@@ -337,6 +387,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1000, help="greenlets per process (gevent Pool size)")
     parser.add_argument("--mysql-pool", type=int, default=10, help="MySQL connections per process")
     parser.add_argument("--redis-pool", type=int, default=50, help="Redis connections per process")
+    parser.add_argument("--round", type=int, default=0, help="the round this run belongs to (timeline tag)")
     args = parser.parse_args(argv)
     if args.procs < 1 or args.concurrency < 1 or args.mysql_pool < 1 or args.redis_pool < 1:
         parser.error("--procs, --concurrency, --mysql-pool and --redis-pool must be at least 1")
@@ -346,7 +397,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     prepare_stores(args.redis_url, args.mysql_url, args.key_prefix)
     # CPU time measured alone, in this process, before the run: the same
     # transform (with its yields) that the tasks run.
-    cpu_alone_s = pz1.calibrate_cpu_alone(params, 15, yield_to_hub)
+    cpu_alone = pz1.calibrate_cpu_alone(params, between_items=yield_to_hub)
+    cpu_alone_s = cpu_alone.transform_s
+    log(cpu_alone.line())
     cfg = ShardConfig(
         params=params,
         upstream=args.upstream,
@@ -358,19 +411,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         mysql_pool=args.mysql_pool,
         redis_pool=args.redis_pool,
         timeout=http_timeout(args),
+        timeline=args.timeline is not None,
     )
     scheduled = sum(1 for _ in pz1.schedule(params))
     log(
         f"{model} at {params.rate:g} tasks/s: {scheduled} tasks over {params.resolved_zaps()} zaps, "
         f"CPU alone {cpu_alone_s * 1e3:.2f} ms per poll"
     )
-    if args.procs == 1:
-        result, cpu_per_wall_s, rss = run_in_process(cfg)
-    else:
-        result, cpu_per_wall_s, rss = run_fleet(cfg, args.procs)
+    measured = run_in_process(cfg) if args.procs == 1 else run_fleet(cfg, args.procs)
+    result = measured.result
 
     records = [pz1.TaskRecord.from_tuple(t) for t in result.records]
-    report = pz1.summarise(params, model, cpu_alone_s, records, cpu_per_wall_s, rss)
+    report = pz1.summarise(params, model, cpu_alone_s, records, measured.cpu_per_wall_s, measured.peak_rss_mb)
+    if report["throughput"] > 0:
+        log(f"  CPU per task in the window: {report['cpu_per_wall_s'] / report['throughput'] * 1e3:.3f} ms")
+    if args.timeline:
+        tag = {"run": model, "model": model, "rate": params.rate, "round": args.round}
+        write_timeline(
+            args.timeline, timeline_lines(tag, params, cpu_alone_s, records, result.calls, measured.seconds)
+        )
     unfinished = result.scheduled - len(records)
     log(f"{model}: {len(records)} finished, {unfinished} unfinished at the drain deadline")
     for f in result.failures[:MAX_FAILURE_SAMPLES]:

@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 from urllib.parse import unquote, urlparse
 
 import pymysql
@@ -77,6 +77,12 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
         "--http-timeout", type=float, default=None, help="seconds one upstream call may take; None: max-ms + 10 s"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON line with exactly the spec's keys")
+    parser.add_argument(
+        "--timeline",
+        default=None,
+        metavar="FILE",
+        help="append the run's per-second timeline to FILE (JSON lines, `switchyard bench --timeline`'s columns)",
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> pz1.Params:
@@ -288,6 +294,7 @@ class Pipeline:
         key_prefix: str,
         timeout: tuple[float, float],
         between_items: Optional[Callable[[], Any]] = None,
+        calls: Optional["CallLog"] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.params = params
@@ -298,6 +305,11 @@ class Pipeline:
         self.key_prefix = key_prefix
         self.timeout = timeout
         self.between_items = between_items
+        #: Where each Redis, MySQL and upstream call's (end, duration) goes, for --timeline.
+        self.calls = calls
+
+    def _timed(self, kind: str) -> "contextlib.AbstractContextManager[None]":
+        return self.calls.timed(kind) if self.calls is not None else contextlib.nullcontext()
 
     def run(self, zap: str, seq: int, release_monotonic: float) -> Outcome:
         """Runs the task and records it in ``pz_runs``, failed or not. Never raises
@@ -312,7 +324,7 @@ class Pipeline:
             status, error = "failed", f"unexpected {type(e).__name__}: {e}"
         latency_ms = (time.monotonic() - release_monotonic) * 1e3
         try:
-            with self.mysql.connection() as conn, conn.cursor() as cur:
+            with self.mysql.connection() as conn, conn.cursor() as cur, self._timed("mysql"):
                 cur.execute(
                     self.INSERT,
                     (
@@ -343,9 +355,10 @@ class Pipeline:
         done.requests += 1
         url = f"{self.base_url}/poll/{zap}?seq={seq}&n={p.items}&fresh={p.fresh}&delay_ms={poll_delay}"
         try:
-            response = self.session.get(url, timeout=self.timeout)
+            with self._timed("upstream"):
+                response = self.session.get(url, timeout=self.timeout)
+                body = response.content
             response.raise_for_status()
-            body = response.content
         except requests.RequestException as e:
             raise TaskFailed("poll_failed", e) from None
 
@@ -362,7 +375,8 @@ class Pipeline:
             self._mark_seen(key, ids)
             return
         try:
-            seen = self.redis.smismember(key, ids) if ids else []
+            with self._timed("redis"):
+                seen = self.redis.smismember(key, ids) if ids else []
         except redis.RedisError as e:
             raise TaskFailed("store_failed", e) from None
         # The poll lists items newest first; actions fire oldest first.
@@ -376,7 +390,10 @@ class Pipeline:
             done.requests += 1
             url = f"{self.base_url}/action/{zap}?delay_ms={action_delay}"
             try:
-                r = self.session.post(url, data=pz1.action_body(item).encode(), headers=headers, timeout=self.timeout)
+                with self._timed("upstream"):
+                    r = self.session.post(
+                        url, data=pz1.action_body(item).encode(), headers=headers, timeout=self.timeout
+                    )
                 r.raise_for_status()
             except requests.RequestException as e:
                 failure = e
@@ -392,10 +409,11 @@ class Pipeline:
         if not ids:
             return
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.sadd(key, *ids)
-            pipe.expire(key, SEEN_TTL_S)
-            pipe.execute()
+            with self._timed("redis"):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.sadd(key, *ids)
+                pipe.expire(key, SEEN_TTL_S)
+                pipe.execute()
         except redis.RedisError as e:
             raise TaskFailed("store_failed", e) from None
 
@@ -416,6 +434,17 @@ def cpu_seconds(pid: int) -> Optional[float]:
         return None
     fields = stat[stat.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def pss_mib(pid: int) -> Optional[float]:
+    """Proportional set size of ``pid`` now, MiB: each page shared by n processes counts
+    1/n, so summing PSS over forked workers counts their shared pages once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
+            kib = pz1.parse_pss_kib(f.read())
+    except OSError:
+        return None
+    return None if kib is None else kib / 1024.0
 
 
 def peak_rss_mib(pid: int) -> Optional[float]:
@@ -460,6 +489,182 @@ class CpuWindow:
     def cpu_per_wall_s(self) -> float:
         a, b = self._samples
         return math.nan if a is None or b is None else (b - a) / self._window
+
+
+class MachineCpu(NamedTuple):
+    """The machine-wide counters of ``/proc/stat``'s ``cpu`` line, in clock ticks."""
+
+    total: int
+    steal: int
+    idle: int  # idle + iowait
+
+    @staticmethod
+    def parse(stat: str) -> Optional["MachineCpu"]:
+        for line in stat.splitlines():
+            if line.startswith("cpu "):
+                fields = [int(f) for f in line.split()[1:9]]
+                if len(fields) < 8:
+                    return None
+                return MachineCpu(sum(fields), fields[7], fields[3] + fields[4])
+        return None
+
+    @staticmethod
+    def read() -> Optional["MachineCpu"]:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                return MachineCpu.parse(f.read())
+        except OSError:
+            return None
+
+    def steal_share(self, later: "MachineCpu") -> Optional[float]:
+        total = later.total - self.total
+        return (later.steal - self.steal) / total if total > 0 else None
+
+    def busy_share(self, later: "MachineCpu") -> Optional[float]:
+        total = later.total - self.total
+        return (total - (later.idle - self.idle)) / total if total > 0 else None
+
+
+class CallLog:
+    """Each Redis, MySQL and upstream call's ``(kind, end_monotonic, duration_s)``, for --timeline.
+    A ``CallLog(enabled=False)`` records nothing."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.calls: list[tuple[str, float, float]] = []
+
+    @contextlib.contextmanager
+    def timed(self, kind: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            end = time.monotonic()
+            self.calls.append((kind, end, end - start))
+
+    def take(self) -> list[tuple[str, float, float]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+class SecondSampler:
+    """Once a second from ``t0``: the CPU seconds of ``pids()`` in that second, the machine's
+    busy and stolen shares, and the sum of their PSS (its peak kept for ``peak_rss_mb``).
+    The orchestrating loop calls :meth:`poll` whenever it wakes and wakes by :meth:`due`."""
+
+    def __init__(self, t0: float, pids: Callable[[], Sequence[int]], pss: bool = True) -> None:
+        self._t0 = t0
+        self._pids = pids
+        self._pss = pss
+        self._next = t0
+        self._cpu: Optional[float] = None
+        self._machine: Optional[MachineCpu] = None
+        self.seconds: list[dict[str, Optional[float]]] = []
+        self.peak_pss_mib = math.nan
+        #: (monotonic time, thread CPU seconds) each sample cost this process.
+        self._costs: list[tuple[float, float]] = []
+
+    def cost_between(self, start: float, end: float) -> float:
+        """CPU seconds the samples taken in ``[start, end)`` cost the sampling process:
+        what its CPU figures should leave out (the measurement is not the workload)."""
+        return sum(c for at, c in self._costs if start <= at < end)
+
+    def due(self) -> float:
+        return self._next
+
+    def sample_pss(self) -> float:
+        """Sums the processes' PSS now (and keeps the peak); MiB."""
+        total = sum(v for v in (pss_mib(pid) for pid in self._pids()) if v is not None)
+        if not math.isfinite(self.peak_pss_mib) or total > self.peak_pss_mib:
+            self.peak_pss_mib = total
+        return total
+
+    def poll(self, now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now < self._next:
+            return
+        spent = time.thread_time()
+        self._poll(now)
+        self._costs.append((now, time.thread_time() - spent))
+
+    def _poll(self, now: float) -> None:
+        cpu = sum(c for c in (cpu_seconds(pid) for pid in self._pids()) if c is not None)
+        machine = MachineCpu.read()
+        if self._cpu is not None:
+            prev = self._machine
+            self.seconds.append(
+                {
+                    "process_cpu_s": round(cpu - self._cpu, 4),
+                    "machine_busy": None if prev is None or machine is None else prev.busy_share(machine),
+                    "steal": None if prev is None or machine is None else prev.steal_share(machine),
+                }
+            )
+        self._cpu, self._machine = cpu, machine
+        if self._pss:
+            self.sample_pss()
+        # The next whole second after t0 (a late wake-up skips, never bunches).
+        self._next = self._t0 + math.floor(now - self._t0) + 1.0
+
+
+def timeline_lines(
+    tag: dict[str, Any],
+    params: pz1.Params,
+    cpu_alone_s: float,
+    records: Sequence[pz1.TaskRecord],
+    calls: Sequence[tuple[str, float, float]],
+    seconds: Sequence[dict[str, Optional[float]]],
+) -> list[dict[str, Any]]:
+    """One dict per second of the run, in ``switchyard bench --timeline``'s columns where a
+    Python peer has them: tasks by the second they finished in (``t`` counts from the
+    schedule's start), each client call by the second it ended in (``calls``: kind,
+    seconds after the start, duration), and the sampled process and machine CPU.
+    Columns a peer cannot have (CPU queue, reactor lag, in flight) are left out."""
+    figures = pz1.task_figures(params, cpu_alone_s, records)
+    last = max([int(max(0.0, f[0])) + 1 for f in figures] + [int(max(0.0, c[1])) + 1 for c in calls] + [0])
+    n = max(last, len(seconds))
+    tasks: list[list[tuple[float, bool, float, float]]] = [[] for _ in range(n)]
+    for f in figures:
+        tasks[int(max(0.0, f[0]))].append(f)
+    by_kind: dict[str, list[list[float]]] = {k: [[] for _ in range(n)] for k in ("redis", "mysql", "upstream")}
+    for kind, end, dur in calls:
+        by_kind[kind][int(max(0.0, end))].append(dur * 1e3)
+
+    def num(v: Optional[float]) -> Optional[float]:
+        return v if v is not None and math.isfinite(v) else None
+
+    out = []
+    for t in range(n):
+        ok = [f for f in tasks[t] if f[1]]
+        lat = sorted(f[2] for f in ok)
+        slow = sorted(f[3] for f in ok)
+        line: dict[str, Any] = {**tag, "t": t, "completions": len(ok), "failures": len(tasks[t]) - len(ok)}
+        for q, name in ((50, "p50"), (99, "p99")):
+            line[f"latency_{name}_ms"] = num(pz1.percentile(lat, q))
+            line[f"slowdown_{name}"] = num(pz1.percentile(slow, q))
+        line["slowdown_max"] = num(slow[-1] if slow else None)
+        for kind, per_second in by_kind.items():
+            values = sorted(per_second[t])
+            line[f"{kind}_calls"] = len(values)
+            for q, name in ((50, "p50"), (99, "p99"), (100, "max")):
+                v = pz1.percentile(values, q)
+                line[f"{kind}_{name}_ms"] = None if v is None else round(v, 3)
+        if t < len(seconds):
+            for key, v in seconds[t].items():
+                line[key] = num(v)
+        out.append(line)
+    return out
+
+
+def write_timeline(path: str, lines: Sequence[dict[str, Any]]) -> None:
+    """Appends the lines to ``path`` in one write (JSON lines)."""
+    import json
+
+    text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
 
 
 def failure_line(where: str) -> str:

@@ -13,7 +13,11 @@ queue. A zap's polls are serial: the dispatcher holds a zap's next poll until
 the worker running the previous one reported it done. After the last release
 it waits up to ``--drain`` seconds, then summarises exactly as
 ``switchyard bench``. CPU is summed over the dispatcher and every worker (read
-from /proc at the window's edges); RSS is the sum of every process's peak RSS.
+from /proc at the window's edges: the dispatcher does real work, keeping the
+schedule and the queues). ``peak_rss_mb`` is the peak, over once-a-second
+samples, of the PSS (``/proc/PID/smaps_rollup``) summed over the dispatcher and
+every worker: each page the forked processes share counts once in all, where
+summed RSS would count it once per process (printed on stderr for reference).
 
     python prefork_peer.py --upstream http://127.0.0.1:PORT \\
         --redis-url redis://127.0.0.1:6379/ --mysql-url mysql://root@127.0.0.1:3306/test \\
@@ -40,8 +44,10 @@ import requests
 import pz1
 from peer_common import (
     BoundedPool,
+    CallLog,
     CpuWindow,
     Pipeline,
+    SecondSampler,
     add_workload_args,
     emit_report,
     http_timeout,
@@ -50,6 +56,8 @@ from peer_common import (
     params_from_args,
     peak_rss_mib,
     prepare_stores,
+    timeline_lines,
+    write_timeline,
 )
 
 #: Seconds between the workers' "ready" and the common start.
@@ -71,20 +79,26 @@ class WorkerConfig:
     key_prefix: str
     run_id: str
     timeout: tuple[float, float]
+    #: Time each client call (for --timeline).
+    timeline: bool = False
 
 
 def worker_main(cfg: WorkerConfig, tasks: Any, results: Any) -> None:
     """One prefork worker: one task at a time until it reads ``None``.
 
     Messages in: ``(index, zap, seq, release_monotonic)``. Messages out:
-    ``("ready", pid)``, then ``("done", index, start, end, ok, requests, failure)``
-    per task, with monotonic times (one clock for every process on the host).
+    ``("ready", pid)``, then ``("done", index, start, end, ok, requests, failure, calls)``
+    per task, with monotonic times (one clock for every process on the host);
+    ``calls`` are the task's timed client calls (empty without --timeline).
     """
     try:
         session = requests.Session()
         client = redis.Redis.from_url(cfg.redis_url)
         mysql = BoundedPool(mysql_connect_kwargs(cfg.mysql_url), 1)
-        pipeline = Pipeline(cfg.upstream, cfg.params, session, client, mysql, cfg.run_id, cfg.key_prefix, cfg.timeout)
+        calls = CallLog(enabled=cfg.timeline)
+        pipeline = Pipeline(
+            cfg.upstream, cfg.params, session, client, mysql, cfg.run_id, cfg.key_prefix, cfg.timeout, calls=calls
+        )
         client.ping()
         with mysql.connection() as conn:
             conn.ping(reconnect=False)
@@ -100,7 +114,7 @@ def worker_main(cfg: WorkerConfig, tasks: Any, results: Any) -> None:
         start = time.monotonic()
         outcome = pipeline.run(zap, seq, release)
         end = time.monotonic()
-        results.put(("done", index, start, end, outcome.ok, outcome.requests, outcome.failure))
+        results.put(("done", index, start, end, outcome.ok, outcome.requests, outcome.failure, calls.take()))
     session.close()
     client.close()
     mysql.close()
@@ -113,6 +127,8 @@ class RunResult:
     failures: list[str]
     cpu_per_wall_s: float
     peak_rss_mb: float
+    calls: list[tuple[str, float, float]]
+    seconds: list
 
 
 class Dispatcher:
@@ -153,6 +169,8 @@ class Dispatcher:
         t0 = time.monotonic() + START_MARGIN_S
         pids = [os.getpid(), *(p.pid for p in self.procs if p.pid is not None)]
         window = CpuWindow(t0, params, lambda: pids)
+        seconds = SecondSampler(t0, lambda: pids)
+        calls: list[tuple[str, float, float]] = []
         zaps = params.resolved_zaps()
         busy = [False] * zaps
         held: list[collections.deque[pz1.Task]] = [collections.deque() for _ in range(zaps)]
@@ -184,9 +202,15 @@ class Dispatcher:
                     send(upcoming)
                 upcoming = next(schedule, None)
             window.poll(now)
+            seconds.poll(now)
             wake = min(
                 t
-                for t in (deadline, window.due(), None if upcoming is None else t0 + upcoming.release_s)
+                for t in (
+                    deadline,
+                    window.due(),
+                    seconds.due(),
+                    None if upcoming is None else t0 + upcoming.release_s,
+                )
                 if t is not None
             )
             try:
@@ -194,7 +218,8 @@ class Dispatcher:
             except queue.Empty:
                 continue
             while True:
-                kind, index, start, end, ok, requests_made, failure = msg
+                kind, index, start, end, ok, requests_made, failure, task_calls = msg
+                calls.extend((k, e - t0, d) for k, e, d in task_calls)
                 task = by_index.pop(index)
                 outstanding -= 1
                 if end <= deadline:  # one finished after the drain deadline is not completed
@@ -210,9 +235,25 @@ class Dispatcher:
                 except queue.Empty:
                     break
         window.poll()
-        # Every worker is alive (busy or idle): read the fleet's peak RSS.
-        rss = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
-        return RunResult(records, released, failures, window.cpu_per_wall_s(), rss)
+        seconds.sample_pss()
+        # Every worker is alive (busy or idle): their peak RSS, for reference.
+        hwm = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
+        log(
+            f"prefork/{len(self.procs)}: peak of the summed PSS of the dispatcher and workers "
+            f"{seconds.peak_pss_mib:.1f} MiB (reported); their summed peak RSS (VmHWM) {hwm:.1f} MiB"
+        )
+        # The once-a-second /proc samples (PSS above all) are measurement, not the workload.
+        window_s = params.duration_s - params.warmup_s
+        sampling = seconds.cost_between(t0 + params.warmup_s, t0 + params.duration_s) / window_s
+        return RunResult(
+            records,
+            released,
+            failures,
+            window.cpu_per_wall_s() - sampling,
+            seconds.peak_pss_mib,
+            calls,
+            seconds.seconds,
+        )
 
     def _stop(self) -> None:
         """Asks idle workers to exit; ends the ones still stuck in a task."""
@@ -242,6 +283,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=16, help="worker processes (Celery's --concurrency), each one task at a time"
     )
+    parser.add_argument("--round", type=int, default=0, help="the round this run belongs to (timeline tag)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -250,7 +292,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     prepare_stores(args.redis_url, args.mysql_url, args.key_prefix)
     # CPU time measured alone, in the dispatcher, before the workers exist.
-    cpu_alone_s = pz1.calibrate_cpu_alone(params, 15)
+    cpu_alone = pz1.calibrate_cpu_alone(params)
+    cpu_alone_s = cpu_alone.transform_s
+    log(cpu_alone.line())
     cfg = WorkerConfig(
         params=params,
         upstream=args.upstream,
@@ -259,6 +303,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         key_prefix=args.key_prefix,
         run_id=f"{args.run_id_prefix}{model}-{args.rate:g}-{os.getpid()}",
         timeout=http_timeout(args),
+        timeline=args.timeline is not None,
     )
     scheduled = sum(1 for _ in pz1.schedule(params))
     log(
@@ -267,6 +312,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     result = Dispatcher(cfg, args.workers).run()
     report = pz1.summarise(params, model, cpu_alone_s, result.records, result.cpu_per_wall_s, result.peak_rss_mb)
+    if report["throughput"] > 0:
+        log(f"  CPU per task in the window: {report['cpu_per_wall_s'] / report['throughput'] * 1e3:.3f} ms")
+    if args.timeline:
+        tag = {"run": model, "model": model, "rate": params.rate, "round": args.round}
+        write_timeline(
+            args.timeline, timeline_lines(tag, params, cpu_alone_s, result.records, result.calls, result.seconds)
+        )
     log(
         f"{model}: {len(result.records)} finished, {result.released - len(result.records)} "
         "unfinished at the drain deadline"

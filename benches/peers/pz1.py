@@ -607,6 +607,27 @@ def summarise(
     return {key: values[key] for key in REPORT_KEYS}
 
 
+def task_figures(
+    params: Params, cpu_alone_s: float, records: Sequence[TaskRecord]
+) -> list[tuple[float, bool, float, float]]:
+    """Per finished task, ``(end_s, ok, latency_ms, slowdown)``, on the ideal clock of
+    :func:`summarise` (every task, warm-up and drain included): what a timeline charts."""
+    by_index = {r.index: r for r in records}
+    clock = IdealClock()
+    out = []
+    for task in schedule(params):
+        new_items = 0 if task.seq == 1 else params.fresh
+        poll_delay, action_delays = task_delays(task.zap, task.seq, new_items, params)
+        work_s = (poll_delay + sum(action_delays)) / 1e3 + cpu_alone_s
+        _, ideal_end = clock.ideal(task.zap, task.release_s, work_s)
+        r = by_index.get(task.index)
+        if r is None:
+            continue
+        lat = r.end_s - r.release_s
+        out.append((r.end_s, r.ok, lat * 1e3, slowdown(lat, ideal_end - r.release_s)))
+    return out
+
+
 def report_json(report: Mapping[str, Any]) -> str:
     """One report as a JSON line, keys in :data:`REPORT_KEYS` order; non-finite numbers as ``null``."""
 
@@ -621,18 +642,114 @@ def report_json(report: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------
 
 
-def calibrate_cpu_alone(params: Params, runs: int = 15, between_items: Optional[Callable[[], Any]] = None) -> float:
-    """Median time, in seconds, of transforming one poll body alone: the CPU part of
-    every task's ideal latency (as the Rust bench's ``calibrate_cpu_alone``, which
-    times poll 2 of ``z0``). Pass the same ``between_items`` the peer's tasks use."""
+#: Untimed runs before the timed ones (caches and allocator settle), as the Rust bench.
+CPU_ALONE_WARM_UP_RUNS = 10
+#: Timed runs of the CPU step alone (the median is taken), as the Rust bench.
+CPU_ALONE_RUNS = 101
+
+
+class CpuAlone(NamedTuple):
+    """One poll's CPU step measured alone, in seconds of the thread's CPU time
+    (the twin of the Rust bench's ``CpuAlone``)."""
+
+    #: The whole transform of one poll (parse, canonical forms, fingerprints, dedup): median.
+    transform_s: float
+    #: A bare loop of the same SHA-256 rounds over the same canonical bytes: median.
+    sha_s: float
+
+    @property
+    def overhead_s(self) -> float:
+        """What the transform adds to the workload's own hashing (parse, canonical form, ...)."""
+        return max(0.0, self.transform_s - self.sha_s)
+
+    def line(self) -> str:
+        """The stderr line both benches print (``switchyard bench``'s wording and format)."""
+        return (
+            f"  CPU step alone (thread CPU clock, median): transform {self.transform_s * 1e3:.3f} ms"
+            f" = SHA-256 loop {self.sha_s * 1e3:.3f} ms + the rest {self.overhead_s * 1e3:.3f} ms"
+        )
+
+
+_CPU_ALONE_LINE = re.compile(
+    r"CPU step alone \(thread CPU clock, median\): transform ([0-9.]+) ms = SHA-256 loop ([0-9.]+) ms"
+    r" \+ the rest ([0-9.]+) ms"
+)
+_CPU_PER_TASK_LINE = re.compile(
+    r"CPU per task in the window: ([0-9.]+|NaN|nan|inf) ms = reactor ([0-9.]+|NaN|nan|inf)"
+    r" \+ CPU threads ([0-9.]+|NaN|nan|inf) \+ other threads ([0-9.]+|NaN|nan|inf)"
+)
+
+
+def parse_cpu_alone_line(text: str) -> Optional[dict[str, float]]:
+    """``{"transform_ms", "sha_ms", "rest_ms"}`` from the last CPU-step-alone line in ``text``."""
+    found = _CPU_ALONE_LINE.findall(text)
+    if not found:
+        return None
+    t, s, r = (float(x) for x in found[-1])
+    return {"transform_ms": t, "sha_ms": s, "rest_ms": r}
+
+
+def parse_cpu_per_task_line(text: str) -> Optional[dict[str, float]]:
+    """``{"total_ms", "reactor_ms", "cpu_threads_ms", "other_ms"}`` from the Rust bench's
+    last CPU-per-task line in ``text`` (its split of a run's CPU by thread role)."""
+    found = _CPU_PER_TASK_LINE.findall(text)
+    if not found:
+        return None
+    keys = ("total_ms", "reactor_ms", "cpu_threads_ms", "other_ms")
+    return {k: float(v) for k, v in zip(keys, found[-1], strict=True)}
+
+
+def calibrate_cpu_alone(
+    params: Params,
+    runs: int = CPU_ALONE_RUNS,
+    between_items: Optional[Callable[[], Any]] = None,
+    warm_up: int = CPU_ALONE_WARM_UP_RUNS,
+) -> CpuAlone:
+    """The CPU step of one task measured alone, as the Rust bench's ``calibrate_cpu_alone``:
+    poll 2 of ``z0`` transformed, and a bare SHA-256 loop of the same rounds over the same
+    canonical bytes, each timed by this thread's CPU clock (``time.thread_time_ns``, so
+    time spent waiting for a core is not counted), ``warm_up`` untimed runs first, then
+    ``runs`` timed runs of each, alternating; the medians. The transform is the CPU part
+    of every task's ideal latency. Pass the same ``between_items`` the peer's tasks use
+    (the gevent peer's yield: with no other greenlet, a switch to the hub and back)."""
     body = poll_body("z0", 2, params.items, params.fresh)
-    times: list[float] = []
+    rounds = max(1, params.rounds)
+    canon = [t.canonical_json.encode() for t in transform_poll(body, rounds)]
+    clock = time.thread_time_ns
+
+    def run_transform() -> int:
+        start = clock()
+        transform_poll(body, rounds, between_items)
+        return clock() - start
+
+    def run_sha() -> int:
+        start = clock()
+        for b in canon:
+            fingerprint_raw(b, rounds)
+        return clock() - start
+
+    for _ in range(max(0, warm_up)):
+        run_transform()
+        run_sha()
+    transform_ns: list[int] = []
+    sha_ns: list[int] = []
     for _ in range(max(1, runs)):
-        start = time.perf_counter()
-        transform_poll(body, params.rounds, between_items)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+        transform_ns.append(run_transform())
+        sha_ns.append(run_sha())
+    transform_ns.sort()
+    sha_ns.sort()
+    return CpuAlone(transform_ns[len(transform_ns) // 2] / 1e9, sha_ns[len(sha_ns) // 2] / 1e9)
+
+
+def parse_pss_kib(smaps_rollup: str) -> Optional[int]:
+    """The ``Pss:`` figure (KiB) of a ``/proc/PID/smaps_rollup`` text, or ``None``: a
+    process's proportional set size, where a page shared by n processes counts 1/n."""
+    for line in smaps_rollup.splitlines():
+        if line.startswith("Pss:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1])
+    return None
 
 
 def params_from_flags(flags: object, rate: float) -> Params:

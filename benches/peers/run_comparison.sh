@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# PZ-1 comparison: Switchyard's models vs the Python peers (gevent, prefork). The one command.
+# PZ-1 comparison: each model's ceiling, Switchyard against the Python peers, in ONE invocation.
 #
-#   benches/peers/run_comparison.sh                # default sweep: rates 25,50,100, 60 s runs (~20 min)
-#   benches/peers/run_comparison.sh --smoke        # one rate (20/s), 8 s runs: about two minutes
-#   benches/peers/run_comparison.sh --rates 10,40,80 --duration 30 --warmup 5
+#   benches/peers/run_comparison.sh                # the full comparison: 60 s runs, ~2 to 3 hours
+#   benches/peers/run_comparison.sh --smoke        # one step per model at 10/s, 8 s runs: about 3 minutes
+#   benches/peers/run_comparison.sh --switchyard target/release/switchyard   # use this binary, build nothing
+#   benches/peers/run_comparison.sh --bracket hybrid=500:700,gevent=20:35 --repeats 5
 #   benches/peers/run_comparison.sh --render benches/peers/results/<stamp>.jsonl   # redraw only
 #
 # What it does:
-#   1. creates the venv benches/peers/.venv (Python 3.11) and installs requirements.txt (pinned),
-#      again only when requirements.txt changes;
-#   2. builds the release binary (cargo build --release -p switchyard-cli);
-#   3. runs compare.py, which starts `switchyard upstream` on a free port and, for each rate, runs
-#      `switchyard bench --models hybrid,reactor-only,threads`, gevent_peer.py (--procs = cores) and
-#      prefork_peer.py (16 workers), all with the same parameters against real Redis and MySQL;
-#   4. writes every report line to benches/peers/results/<stamp>.jsonl and renders
-#      <stamp>.md (table, ceilings) and <stamp>-{slowdown_p99,throughput,peak_rss}.svg beside it.
+#   1. creates the venv benches/peers/.venv (Python 3.11) and installs requirements.txt (pinned,
+#      hiredis included), again only when requirements.txt changes;
+#   2. builds the release binary (cargo build --release -p switchyard-cli), unless --switchyard is given;
+#   3. runs compare.py, which starts a private MariaDB on tmpfs (/dev/shm, free port, deleted at
+#      the end, also on Ctrl-C; --mysql-url uses another) and `switchyard upstream`, then bisects
+#      the ceiling of every model: hybrid, hybrid/1, reactor-only (switchyard bench), gevent/<cores>,
+#      prefork/16, and hybrid@eqcpu (hybrid at the --rounds that make its CPU step alone cost what
+#      Python's does at 400 rounds, calibrated at the start). Each bisection step runs one rate per
+#      model still bisecting, 3 times (--repeats), alternating the models' order each round; every
+#      run is 60 s of releases + 5 s warm-up inside + up to 30 s drain (--duration/--warmup/--drain).
+#      A run where the hypervisor's steal or other processes' CPU exceeds 5 % of the machine is
+#      marked disturbed, repeated (at most twice) and left out of the medians;
+#   4. writes every run to benches/peers/results/<stamp>.jsonl (raw, with machine, commit, CPU step
+#      alone, CPU per task, steal, other processes' CPU, the timeline file) and renders <stamp>.md
+#      (medians with ranges, ceilings, ratios, the machine's CPU ceiling) and the charts
+#      <stamp>-{slowdown_p99,throughput,peak_memory}.svg, plus per-second timeline charts.
 #
-# Needs Redis at redis://127.0.0.1:6379/ and MySQL/MariaDB at mysql://root@127.0.0.1:3306/test
-# (override with --redis-url / --mysql-url, or PZ1_REDIS_URL / PZ1_MYSQL_URL). Every run clears
-# the seen-sets under --key-prefix (default pz:seen:) and adds rows to table pz_runs.
+# Expected wall time of the default: about 5 bisection steps per model x 3 repeats x 6 models x
+# ~75-100 s per run: 2 to 3 hours on a quiet machine, more when runs are disturbed. Leave the
+# machine alone meanwhile: other work on it makes runs disturbed and repeats them.
+#
+# Needs Redis at redis://127.0.0.1:6379/ (--redis-url / PZ1_REDIS_URL) and mariadb-server installed
+# (for the private MariaDB) or --mysql-url / PZ1_MYSQL_URL. Every run clears the seen-sets under
+# --key-prefix (default pz:seen:) and adds rows to table pz_runs.
 # All other flags go to compare.py: see `benches/peers/run_comparison.sh --help`.
 set -euo pipefail
 
@@ -41,14 +54,15 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
-render_only=0
+build=1
 for arg in "$@"; do
-    [[ "$arg" == --render* || "$arg" == -h || "$arg" == --help ]] && render_only=1
+    [[ "$arg" == --render* || "$arg" == -h || "$arg" == --help || "$arg" == --switchyard* ]] && build=0
 done
-if [[ $render_only -eq 0 ]]; then
+binary=()
+if [[ $build -eq 1 ]]; then
     echo "building the release binary" >&2
     (cd "$root" && cargo build --release -p switchyard-cli --quiet)
+    binary=(--switchyard "$root/target/release/switchyard")
 fi
 
-cd "$here"
-exec "$venv/bin/python" "$here/compare.py" --switchyard "$root/target/release/switchyard" "$@"
+exec "$venv/bin/python" "$here/compare.py" "${binary[@]}" "$@"

@@ -1,0 +1,177 @@
+"""Tests of compare.py's bisection, its handling of disturbed runs, and the
+parsers it and the peers rely on (stdlib only: ``python -m unittest``)."""
+
+from __future__ import annotations
+
+import math
+import unittest
+
+import compare
+import pz1
+
+SMAPS_ROLLUP = """55fca6aad000-7ffd7e5b0000 ---p 00000000 00:00 0                          [rollup]
+Rss:               81744 kB
+Pss:               23312 kB
+Pss_Dirty:         11616 kB
+Pss_Anon:          11616 kB
+Pss_File:          11696 kB
+Pss_Shmem:             0 kB
+Shared_Clean:      61628 kB
+Private_Dirty:     11616 kB
+"""
+
+
+def setUpModule() -> None:
+    compare.log = lambda msg: None  # the bisection's progress lines
+
+
+def fake_runner(ceilings: dict[str, float], calls: list, disturbed: set = frozenset()):
+    """A runner whose models sustain exactly the rates up to their ceiling; runs at
+    (label, rate, attempt) in ``disturbed`` come back disturbed and not sustaining."""
+    attempts: dict = {}
+
+    def run(model, rate, round_, position):
+        calls.append((model.label, rate, round_, position))
+        rows = []
+        for attempt in range(3):
+            key = (model.label, rate, round_)
+            attempts[key] = attempts.get(key, -1) + 1
+            bad = (model.label, rate, attempts[key]) in disturbed
+            ok = rate <= ceilings[model.label] and not bad
+            rows.append({"label": model.label, "rate": rate, "sustains": ok, "disturbed": bad,
+                         "slowdown_p99": 1.1 if ok else 3.0, "throughput": rate})
+            if not bad:
+                break
+        return rows
+
+    return run
+
+
+class BisectionTest(unittest.TestCase):
+    def search(self, label, lo, hi, **kw):
+        return compare.Bisection(label, lo, hi, kw.pop("tolerance", 1.1), kw.pop("max_steps", 20))
+
+    def test_finds_the_ceiling_within_the_tolerance(self):
+        models = compare.parse_models("hybrid,gevent/2", 2, 16)
+        searches = {"hybrid": self.search("hybrid", 400, 800), "gevent/2": self.search("gevent/2", 15, 40)}
+        calls: list = []
+        compare.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3)
+        for label, ceiling in (("hybrid", 613), ("gevent/2", 27)):
+            s = searches[label]
+            self.assertLessEqual(s.lo, ceiling)
+            self.assertGreater(s.hi, ceiling)
+            self.assertLessEqual(s.hi / s.lo, 1.1 + 1e-9, (label, s.lo, s.hi))
+
+    def test_expands_the_bracket_both_ways(self):
+        models = compare.parse_models("hybrid,prefork/16", 2, 16)
+        # hybrid's bracket is far below its ceiling; prefork's far above.
+        searches = {"hybrid": self.search("hybrid", 10, 20), "prefork/16": self.search("prefork/16", 40, 80)}
+        calls: list = []
+        compare.bisect_all(models, searches, fake_runner({"hybrid": 300, "prefork/16": 7}, calls), repeats=1)
+        tried = [r for label, r, _, _ in calls if label == "hybrid"]
+        self.assertEqual(tried[:4], [10, 20, 40, 80], "the upper end doubles until it fails")
+        self.assertTrue(searches["hybrid"].lo <= 300 < searches["hybrid"].hi)
+        tried = [r for label, r, _, _ in calls if label == "prefork/16"]
+        self.assertEqual(tried[:3], [40, 20, 10], "the lower end halves until it sustains")
+        self.assertTrue(searches["prefork/16"].lo <= 7 < searches["prefork/16"].hi)
+
+    def test_every_step_runs_all_models_alternating_order(self):
+        models = compare.parse_models("hybrid,reactor-only,gevent/2", 2, 16)
+        searches = {m.label: self.search(m.label, 10, 20, max_steps=2) for m in models}
+        calls: list = []
+        compare.bisect_all(models, searches, fake_runner({m.label: 100 for m in models}, calls), repeats=3)
+        by_round: dict = {}
+        for label, _, round_, position in calls:
+            by_round.setdefault(round_, []).append((position, label))
+        self.assertEqual(len(by_round), 6, "2 steps x 3 repeats")
+        for round_, runs in by_round.items():
+            order = [label for _, label in sorted(runs)]
+            want = ["hybrid", "reactor-only", "gevent/2"]
+            self.assertEqual(order, want if round_ % 2 == 0 else want[::-1])
+
+    def test_max_steps_stops_a_search(self):
+        s = self.search("hybrid", 10, 20, max_steps=1)
+        self.assertEqual(s.next_rate(), 10)
+        s.record(10, True)
+        self.assertIsNone(s.next_rate())
+
+    def test_a_model_failing_everywhere_stops(self):
+        s = compare.Bisection("x", 1, 2, 1.1, 20, min_rate=0.5)
+        while (r := s.next_rate()) is not None:
+            s.record(r, False)
+        self.assertIsNone(s.lo)
+        self.assertIn("fails even at", s.note)
+
+
+class DisturbedRunsTest(unittest.TestCase):
+    def test_disturbed_runs_never_enter_the_verdict_or_medians(self):
+        rows = [
+            {"label": "m", "rate": 10.0, "sustains": False, "disturbed": True, "slowdown_p99": 9.0, "throughput": 2.0},
+            {"label": "m", "rate": 10.0, "sustains": False, "disturbed": True, "slowdown_p99": 8.0, "throughput": 3.0},
+            {"label": "m", "rate": 10.0, "sustains": True, "disturbed": False, "slowdown_p99": 1.1, "throughput": 10.0},
+        ]
+        self.assertTrue(compare.point_verdict(rows))
+        self.assertEqual(compare.cell(r["slowdown_p99"] for r in compare.usable(rows)), "1.1")
+        self.assertEqual(compare.ceilings(rows), {"m": (10.0, None)})
+        self.assertIsNone(compare.point_verdict(rows[:2]), "no undisturbed run: undecided")
+
+    def test_a_disturbed_run_is_repeated_and_the_retry_counts(self):
+        models = compare.parse_models("hybrid", 2, 16)
+        searches = {"hybrid": compare.Bisection("hybrid", 10, 20, 1.1, 1)}
+        calls: list = []
+        rows = compare.bisect_all(
+            models, searches, fake_runner({"hybrid": 100}, calls, disturbed={("hybrid", 10, 0)}), repeats=1
+        )
+        self.assertEqual([r["disturbed"] for r in rows], [True, False])
+        self.assertEqual(searches["hybrid"].lo, 10, "the retry sustained; the disturbed run was ignored")
+
+    def test_median_run_decides(self):
+        def row(ok, slow):
+            return {"sustains": ok, "disturbed": False, "slowdown_p99": slow}
+
+        self.assertTrue(compare.point_verdict([row(True, 1.1), row(False, 1.3), row(True, 1.2)]))
+        self.assertFalse(compare.point_verdict([row(False, 1.4), row(False, 1.3), row(True, 1.2)]))
+
+    def test_thresholds(self):
+        self.assertFalse(compare.is_disturbed(0.01, 0.049))
+        self.assertTrue(compare.is_disturbed(0.051, 0.0))
+        self.assertTrue(compare.is_disturbed(0.0, 0.2))
+        self.assertFalse(compare.is_disturbed(math.nan, math.nan))
+
+
+class ParsingTest(unittest.TestCase):
+    def test_pss_from_smaps_rollup(self):
+        self.assertEqual(pz1.parse_pss_kib(SMAPS_ROLLUP), 23312)
+        self.assertIsNone(pz1.parse_pss_kib("Rss: 12 kB\n"))
+
+    def test_cpu_alone_line_of_rust_and_python(self):
+        rust = (
+            "hybrid at 5 tasks/s ...\n"
+            "  CPU step alone (thread CPU clock, median): transform 1.179 ms = SHA-256 loop 1.074 ms + the rest 0.105 ms\n"
+            "  CPU per task in the window: 2.632 ms = reactor 1.579 + CPU threads 1.053 + other threads 0.000\n"
+        )
+        self.assertEqual(
+            pz1.parse_cpu_alone_line(rust), {"transform_ms": 1.179, "sha_ms": 1.074, "rest_ms": 0.105}
+        )
+        self.assertEqual(
+            pz1.parse_cpu_per_task_line(rust),
+            {"total_ms": 2.632, "reactor_ms": 1.579, "cpu_threads_ms": 1.053, "other_ms": 0.0},
+        )
+        line = pz1.CpuAlone(0.007251, 0.006485).line()
+        self.assertEqual(pz1.parse_cpu_alone_line("x\n" + line + "\n"), {"transform_ms": 7.251, "sha_ms": 6.485, "rest_ms": 0.766})
+        self.assertIsNone(pz1.parse_cpu_alone_line("nothing here"))
+        self.assertIsNone(pz1.parse_cpu_per_task_line(line))
+
+    def test_calibration_times_both_steps(self):
+        alone = pz1.calibrate_cpu_alone(pz1.Params(rounds=20, items=10), runs=5, warm_up=1)
+        self.assertGreater(alone.transform_s, 0)
+        self.assertGreater(alone.sha_s, 0)
+        self.assertGreaterEqual(alone.overhead_s, 0)
+
+    def test_brackets_flag(self):
+        self.assertEqual(compare.parse_brackets("hybrid=400:800,gevent=15:40"),
+                         {"hybrid": (400.0, 800.0), "gevent": (15.0, 40.0)})
+
+
+if __name__ == "__main__":
+    unittest.main()
