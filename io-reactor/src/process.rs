@@ -25,6 +25,12 @@ fn cpu_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 1000 / CLOCK_TICKS_PER_SECOND))
 }
 
+/// Time on CPU from a `/proc/.../schedstat` line: its first field, in
+/// nanoseconds.
+fn cpu_of_schedstat(schedstat: &str) -> Option<Duration> {
+    Some(Duration::from_nanos(schedstat.split_whitespace().next()?.parse().ok()?))
+}
+
 /// Clock ticks per second of `/proc/self/stat`'s CPU fields. It is 100 on
 /// every Linux architecture Switchyard targets (USER_HZ is fixed by the ABI).
 const CLOCK_TICKS_PER_SECOND: u64 = 100;
@@ -62,13 +68,20 @@ impl ProcessSample {
     /// thread's name (`comm`, at most 15 bytes): for splitting a process's
     /// CPU between its reactor, its CPU pool and the rest. Threads that end
     /// between the listing and the read are left out.
+    ///
+    /// The time comes from `schedstat` (nanoseconds the scheduler ran the
+    /// thread) where the kernel has it: `stat` counts in 10 ms ticks, so a
+    /// pool of threads that each ran a few milliseconds would read as zero.
     pub fn threads_cpu() -> Vec<(String, Duration)> {
         let Ok(entries) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
         entries
             .flatten()
             .filter_map(|entry| {
                 let name = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-                let cpu = cpu_of_stat(&std::fs::read_to_string(entry.path().join("stat")).ok()?)?;
+                let cpu = match std::fs::read_to_string(entry.path().join("schedstat")) {
+                    Ok(schedstat) => cpu_of_schedstat(&schedstat)?,
+                    Err(_) => cpu_of_stat(&std::fs::read_to_string(entry.path().join("stat")).ok()?)?,
+                };
                 Some((name.trim_end().to_string(), cpu))
             })
             .collect()
@@ -135,6 +148,30 @@ mod tests {
             }
         }
         std::hint::black_box(x);
+    }
+
+    #[test]
+    fn schedstat_gives_nanoseconds_on_cpu() {
+        assert_eq!(cpu_of_schedstat("796668 0 2\n"), Some(Duration::from_nanos(796_668)));
+        assert_eq!(cpu_of_schedstat(""), None);
+    }
+
+    #[test]
+    fn a_thread_that_ran_a_millisecond_reads_as_more_than_zero() {
+        // Below one 10 ms tick: `stat` alone would report nothing.
+        let name = "sy-short-spin";
+        let seen = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(|| {
+                let start = ProcessSample::current_thread_cpu();
+                while ProcessSample::current_thread_cpu() - start < Duration::from_millis(1) {}
+                ProcessSample::threads_cpu()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (_, cpu) = seen.iter().find(|(n, _)| n == name).expect("this thread is listed");
+        assert!(*cpu >= Duration::from_micros(900), "{cpu:?}");
     }
 
     #[test]
