@@ -15,7 +15,11 @@ the lower end is halved while it fails, the upper doubled while it sustains,
 then the geometric middle is tried until ``hi / lo <= --tolerance`` or
 ``--max-steps`` points. Each step runs one point per model still bisecting,
 ``--repeats`` times, models alternating order every round, so every ratio comes
-from this invocation; a point is sustained when its median run is.
+from this invocation; a point is sustained when its median run is. A first step
+runs every model at low load (``--low-load``, a quarter of its bracket's low
+end): the charts' left end, and the runs the machine's CPU ceiling is taken
+from. A last step runs ``hybrid@eqcpu`` at gevent's ceiling, where the
+equal-CPU target reads its slowdown.
 
 Before and during each run the machine is watched: the share of its CPU time
 stolen by the hypervisor (``/proc/stat``) and the CPU of processes outside the
@@ -675,32 +679,63 @@ def point_verdict(rows: Sequence[dict[str, Any]]) -> Optional[bool]:
 Runner = Callable[[Model, float, int, int], list[dict[str, Any]]]
 
 
-def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: Runner, repeats: int) -> list[dict[str, Any]]:
+def run_step(points: Sequence[tuple[Model, float]], runner: Runner, repeats: int, round_no: int,
+             name: str) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Runs every (model, rate) ``repeats`` times, the models' order reversed every
+    round (``round_no`` counts rounds over the whole invocation). Returns each
+    label's rows, tagged with the step's ``name``, and the next round number."""
+    log(f"\n== {name}: " + ", ".join(f"{m.label} @ {r:g}" for m, r in points))
+    got: dict[str, list[dict[str, Any]]] = {m.label: [] for m, _ in points}
+    for _ in range(repeats):
+        order = points if round_no % 2 == 0 else points[::-1]
+        for position, (m, r) in enumerate(order):
+            new = runner(m, r, round_no, position)
+            for row in new:
+                row["step"] = name
+            got[m.label].extend(new)
+        round_no += 1
+    return got, round_no
+
+
+def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: Runner, repeats: int,
+               low_load: Optional[dict[str, float]] = None,
+               equal_cpu_check: Optional[tuple[str, str]] = None) -> list[dict[str, Any]]:
     """Steps every search together: each step runs one point per model still
-    bisecting, ``repeats`` rounds, the models' order reversed every round (counted
-    over the whole invocation). Returns every row."""
+    bisecting, ``repeats`` rounds, alternating order (see ``run_step``).
+
+    ``low_load`` (label -> rate) is a first step at low load, for the charts'
+    left end and the machine's CPU ceiling; it does not move the bisections.
+    ``equal_cpu_check`` = (model, reference): after the bisections, the model is
+    also run at the reference's ceiling, unless it already ran there (the
+    equal-CPU target asks for its slowdown up to that rate). Returns every row."""
     rows: list[dict[str, Any]] = []
     round_no = 0
+    if low_load:
+        points = [(m, low_load[m.label]) for m in models if m.label in low_load]
+        got, round_no = run_step(points, runner, repeats, round_no, "low load")
+        rows += [r for m, _ in points for r in got[m.label]]
     while True:
         points = [(m, searches[m.label].next_rate()) for m in models]
         points = [(m, r) for m, r in points if r is not None]
         if not points:
-            return rows
-        log("\n== step: " + ", ".join(f"{m.label} @ {r:g}" for m, r in points))
-        got: dict[str, list[dict[str, Any]]] = {m.label: [] for m, _ in points}
-        for _ in range(repeats):
-            order = points if round_no % 2 == 0 else points[::-1]
-            for position, (m, r) in enumerate(order):
-                new = runner(m, r, round_no, position)
-                got[m.label].extend(new)
-                rows.extend(new)
-            round_no += 1
+            break
+        got, round_no = run_step(points, runner, repeats, round_no, "bisection")
+        rows += [r for m, _ in points for r in got[m.label]]
         for m, r in points:
             verdict = point_verdict(got[m.label])
             searches[m.label].record(r, verdict)
             s = searches[m.label]
             log(f"  {m.label} @ {r:g}: {'sustained' if verdict else 'undecided' if verdict is None else 'not sustained'}"
                 f" (bracket {fmt(s.lo, 0)}..{fmt(s.hi, 0)})")
+    if equal_cpu_check:
+        label, reference = equal_cpu_check
+        model = next((m for m in models if m.label == label), None)
+        rate = searches[reference].lo if reference in searches else None
+        ran = {num(r["rate"]) for r in rows if r.get("label") == label}
+        if model is not None and rate and rate not in ran:
+            got, round_no = run_step([(model, rate)], runner, repeats, round_no, f"at {reference}'s ceiling")
+            rows += got[label]
+    return rows
 
 
 # --------------------------------------------------------------------------
@@ -1076,6 +1111,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--bracket", type=parse_brackets, default={},
                    help="start brackets MODEL=LO:HI,... (a rate expected to sustain, one expected not to); "
                         f"defaults: {', '.join(f'{k}={a:g}:{b:g}' for k, (a, b) in DEFAULT_BRACKETS.items())}")
+    p.add_argument("--low-load", type=float, default=None,
+                   help="first run every model at this fraction of its bracket's low end, for the charts' "
+                        "left end and the machine's CPU ceiling (default 0.25; 0: none)")
     p.add_argument("--tolerance", type=float, default=1.1, help="stop a bisection when hi / lo is at most this")
     p.add_argument("--max-steps", type=int, default=None, help="most points per model (default 8)")
     p.add_argument("--repeats", type=int, default=None, help="runs of every point (default 3)")
@@ -1115,6 +1153,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             setattr(args, key, SMOKE[key] if args.smoke else getattr(pz1, f"DEFAULT_{key.upper()}_S"))
     args.repeats = args.repeats or (SMOKE["repeats"] if args.smoke else 3)
     args.max_steps = args.max_steps or (SMOKE["max_steps"] if args.smoke else 8)
+    if args.low_load is None:
+        args.low_load = 0.0 if args.smoke else 0.25
     if args.disturbed_retries is None:
         args.disturbed_retries = 1 if args.smoke else 2
     models = parse_models(args.models or f"hybrid,hybrid/1,reactor-only,gevent/{CORES},prefork/{args.workers},hybrid@eqcpu",
@@ -1197,7 +1237,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                     raise RuntimeError(f"the upstream exited ({upstream.proc.returncode}); see its log")
                 return run_point(ctx, m, rate, round_, position)
 
-            bisect_all(models, searches, runner, args.repeats)
+            low_load = {m.label: rounded_rate(searches[m.label].start_lo * args.low_load)
+                        for m in models if args.low_load > 0}
+            gevent = next((m.label for m in models if m.family == "gevent"), None)
+            bisect_all(models, searches, runner, args.repeats, low_load,
+                       ("hybrid@eqcpu", gevent) if gevent else None)
         for m in models:
             s = searches[m.label]
             log(f"ceiling {m.label}: {fmt(s.lo, 0) if s.lo else 'none'} (not sustained at {fmt(s.hi, 0) if s.hi else '-'})"

@@ -15,11 +15,13 @@
 #      the end, also on Ctrl-C; --mysql-url uses another) and `switchyard upstream`, then bisects
 #      the ceiling of every model: hybrid, hybrid/1, reactor-only (switchyard bench), gevent/<cores>,
 #      prefork/16, and hybrid@eqcpu (hybrid at the --rounds that make its CPU step alone cost what
-#      Python's does at 400 rounds, calibrated at the start). Each bisection step runs one rate per
+#      Python's does at 400 rounds, calibrated at the start), after a first step at low load (a
+#      quarter of each bracket's low end; --low-load). Each bisection step runs one rate per
 #      model still bisecting, 3 times (--repeats), alternating the models' order each round; every
 #      run is 60 s of releases + 5 s warm-up inside + up to 30 s drain (--duration/--warmup/--drain).
 #      A run where the hypervisor's steal or other processes' CPU exceeds 5 % of the machine is
 #      marked disturbed, repeated (at most twice) and left out of the medians;
+#      A last step runs hybrid@eqcpu at gevent's ceiling;
 #   4. writes every run to benches/peers/results/<stamp>.jsonl (raw, with machine, commit, CPU step
 #      alone, CPU per task, steal, other processes' CPU, the timeline file) and renders <stamp>.md
 #      (medians with ranges, ceilings, ratios, the machine's CPU ceiling) and the charts

@@ -89,6 +89,31 @@ class BisectionTest(unittest.TestCase):
             want = ["hybrid", "reactor-only", "gevent/2"]
             self.assertEqual(order, want if round_ % 2 == 0 else want[::-1])
 
+    def test_a_low_load_step_comes_first_and_leaves_the_bisection_alone(self):
+        models = compare.parse_models("hybrid,gevent/2", 2, 16)
+        searches = {"hybrid": self.search("hybrid", 400, 800), "gevent/2": self.search("gevent/2", 15, 40)}
+        calls: list = []
+        rows = compare.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3,
+                                  low_load={"hybrid": 100, "gevent/2": 4})
+        self.assertEqual([(label, rate) for label, rate, _, _ in calls[:6]],
+                         [("hybrid", 100), ("gevent/2", 4), ("gevent/2", 4), ("hybrid", 100),
+                          ("hybrid", 100), ("gevent/2", 4)], "three alternating rounds at low load first")
+        self.assertEqual(calls[6][:3], ("gevent/2", 15, 3), "the bisection starts at its bracket; rounds go on alternating")
+        self.assertEqual({r["step"] for r in rows[:6]}, {"low load"})
+        self.assertEqual(searches["hybrid"].tried[0], (400, True), "the low point is not a bisection step")
+        self.assertTrue(searches["gevent/2"].lo <= 27 < searches["gevent/2"].hi)
+
+    def test_the_equal_cpu_model_also_runs_at_the_references_ceiling(self):
+        models = compare.parse_models("gevent/2,hybrid@eqcpu", 2, 16)
+        searches = {"gevent/2": self.search("gevent/2", 15, 40), "hybrid@eqcpu": self.search("hybrid@eqcpu", 50, 100)}
+        calls: list = []
+        rows = compare.bisect_all(models, searches, fake_runner({"gevent/2": 27, "hybrid@eqcpu": 70}, calls),
+                                  repeats=3, equal_cpu_check=("hybrid@eqcpu", "gevent/2"))
+        ceiling = searches["gevent/2"].lo
+        last = [(label, rate) for label, rate, _, _ in calls[-3:]]
+        self.assertEqual(last, [("hybrid@eqcpu", ceiling)] * 3)
+        self.assertEqual({r["step"] for r in rows[-3:]}, {"at gevent/2's ceiling"})
+
     def test_max_steps_stops_a_search(self):
         s = self.search("hybrid", 10, 20, max_steps=1)
         self.assertEqual(s.next_rate(), 10)
