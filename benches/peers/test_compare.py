@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 import unittest
 
+import bisection
 import compare
+import compare_base
+import machine_watch
 import pz1
+import report
 
 SMAPS_ROLLUP = """55fca6aad000-7ffd7e5b0000 ---p 00000000 00:00 0                          [rollup]
 Rss:               81744 kB
@@ -22,7 +26,7 @@ Private_Dirty:     11616 kB
 
 
 def setUpModule() -> None:
-    compare.log = lambda msg: None  # the bisection's progress lines
+    compare_base.log = lambda msg: None  # the bisection's progress lines
 
 
 def fake_runner(ceilings: dict[str, float], calls: list, disturbed: set = frozenset()):
@@ -49,13 +53,13 @@ def fake_runner(ceilings: dict[str, float], calls: list, disturbed: set = frozen
 
 class BisectionTest(unittest.TestCase):
     def search(self, label, lo, hi, **kw):
-        return compare.Bisection(label, lo, hi, kw.pop("tolerance", 1.1), kw.pop("max_steps", 20))
+        return bisection.Bisection(label, lo, hi, kw.pop("tolerance", 1.1), kw.pop("max_steps", 20))
 
     def test_finds_the_ceiling_within_the_tolerance(self):
         models = compare.parse_models("hybrid,gevent/2", 2, 16)
         searches = {"hybrid": self.search("hybrid", 400, 800), "gevent/2": self.search("gevent/2", 15, 40)}
         calls: list = []
-        compare.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3)
+        bisection.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3)
         for label, ceiling in (("hybrid", 613), ("gevent/2", 27)):
             s = searches[label]
             self.assertLessEqual(s.lo, ceiling)
@@ -67,7 +71,7 @@ class BisectionTest(unittest.TestCase):
         # hybrid's bracket is far below its ceiling; prefork's far above.
         searches = {"hybrid": self.search("hybrid", 10, 20), "prefork/16": self.search("prefork/16", 40, 80)}
         calls: list = []
-        compare.bisect_all(models, searches, fake_runner({"hybrid": 300, "prefork/16": 7}, calls), repeats=1)
+        bisection.bisect_all(models, searches, fake_runner({"hybrid": 300, "prefork/16": 7}, calls), repeats=1)
         tried = [r for label, r, _, _ in calls if label == "hybrid"]
         self.assertEqual(tried[:4], [10, 20, 40, 80], "the upper end doubles until it fails")
         self.assertTrue(searches["hybrid"].lo <= 300 < searches["hybrid"].hi)
@@ -79,7 +83,7 @@ class BisectionTest(unittest.TestCase):
         models = compare.parse_models("hybrid,reactor-only,gevent/2", 2, 16)
         searches = {m.label: self.search(m.label, 10, 20, max_steps=2) for m in models}
         calls: list = []
-        compare.bisect_all(models, searches, fake_runner({m.label: 100 for m in models}, calls), repeats=3)
+        bisection.bisect_all(models, searches, fake_runner({m.label: 100 for m in models}, calls), repeats=3)
         by_round: dict = {}
         for label, _, round_, position in calls:
             by_round.setdefault(round_, []).append((position, label))
@@ -93,7 +97,7 @@ class BisectionTest(unittest.TestCase):
         models = compare.parse_models("hybrid,gevent/2", 2, 16)
         searches = {"hybrid": self.search("hybrid", 400, 800), "gevent/2": self.search("gevent/2", 15, 40)}
         calls: list = []
-        rows = compare.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3,
+        rows = bisection.bisect_all(models, searches, fake_runner({"hybrid": 613, "gevent/2": 27}, calls), repeats=3,
                                   low_load={"hybrid": 100, "gevent/2": 4})
         self.assertEqual([(label, rate) for label, rate, _, _ in calls[:6]],
                          [("hybrid", 100), ("gevent/2", 4), ("gevent/2", 4), ("hybrid", 100),
@@ -107,7 +111,7 @@ class BisectionTest(unittest.TestCase):
         models = compare.parse_models("gevent/2,hybrid@eqcpu", 2, 16)
         searches = {"gevent/2": self.search("gevent/2", 15, 40), "hybrid@eqcpu": self.search("hybrid@eqcpu", 50, 100)}
         calls: list = []
-        rows = compare.bisect_all(models, searches, fake_runner({"gevent/2": 27, "hybrid@eqcpu": 70}, calls),
+        rows = bisection.bisect_all(models, searches, fake_runner({"gevent/2": 27, "hybrid@eqcpu": 70}, calls),
                                   repeats=3, equal_cpu_check=("hybrid@eqcpu", "gevent/2"))
         ceiling = searches["gevent/2"].lo
         last = [(label, rate) for label, rate, _, _ in calls[-3:]]
@@ -121,7 +125,7 @@ class BisectionTest(unittest.TestCase):
         self.assertIsNone(s.next_rate())
 
     def test_a_model_failing_everywhere_stops(self):
-        s = compare.Bisection("x", 1, 2, 1.1, 20, min_rate=0.5)
+        s = bisection.Bisection("x", 1, 2, 1.1, 20, min_rate=0.5)
         while (r := s.next_rate()) is not None:
             s.record(r, False)
         self.assertIsNone(s.lo)
@@ -135,16 +139,16 @@ class DisturbedRunsTest(unittest.TestCase):
             {"label": "m", "rate": 10.0, "sustains": False, "disturbed": True, "slowdown_p99": 8.0, "throughput": 3.0},
             {"label": "m", "rate": 10.0, "sustains": True, "disturbed": False, "slowdown_p99": 1.1, "throughput": 10.0},
         ]
-        self.assertTrue(compare.point_verdict(rows))
-        self.assertEqual(compare.cell(r["slowdown_p99"] for r in compare.usable(rows)), "1.1")
-        self.assertEqual(compare.ceilings(rows), {"m": (10.0, None)})
-        self.assertIsNone(compare.point_verdict(rows[:2]), "no undisturbed run: undecided")
+        self.assertTrue(bisection.point_verdict(rows))
+        self.assertEqual(report.cell(r["slowdown_p99"] for r in bisection.usable(rows)), "1.1")
+        self.assertEqual(report.ceilings(rows), {"m": (10.0, None)})
+        self.assertIsNone(bisection.point_verdict(rows[:2]), "no undisturbed run: undecided")
 
     def test_a_disturbed_run_is_repeated_and_the_retry_counts(self):
         models = compare.parse_models("hybrid", 2, 16)
-        searches = {"hybrid": compare.Bisection("hybrid", 10, 20, 1.1, 1)}
+        searches = {"hybrid": bisection.Bisection("hybrid", 10, 20, 1.1, 1)}
         calls: list = []
-        rows = compare.bisect_all(
+        rows = bisection.bisect_all(
             models, searches, fake_runner({"hybrid": 100}, calls, disturbed={("hybrid", 10, 0)}), repeats=1
         )
         self.assertEqual([r["disturbed"] for r in rows], [True, False])
@@ -154,14 +158,14 @@ class DisturbedRunsTest(unittest.TestCase):
         def row(ok, slow):
             return {"sustains": ok, "disturbed": False, "slowdown_p99": slow}
 
-        self.assertTrue(compare.point_verdict([row(True, 1.1), row(False, 1.3), row(True, 1.2)]))
-        self.assertFalse(compare.point_verdict([row(False, 1.4), row(False, 1.3), row(True, 1.2)]))
+        self.assertTrue(bisection.point_verdict([row(True, 1.1), row(False, 1.3), row(True, 1.2)]))
+        self.assertFalse(bisection.point_verdict([row(False, 1.4), row(False, 1.3), row(True, 1.2)]))
 
     def test_thresholds(self):
-        self.assertFalse(compare.is_disturbed(0.01, 0.049))
-        self.assertTrue(compare.is_disturbed(0.051, 0.0))
-        self.assertTrue(compare.is_disturbed(0.0, 0.2))
-        self.assertFalse(compare.is_disturbed(math.nan, math.nan))
+        self.assertFalse(machine_watch.is_disturbed(0.01, 0.049))
+        self.assertTrue(machine_watch.is_disturbed(0.051, 0.0))
+        self.assertTrue(machine_watch.is_disturbed(0.0, 0.2))
+        self.assertFalse(machine_watch.is_disturbed(math.nan, math.nan))
 
 
 class ParsingTest(unittest.TestCase):
