@@ -82,6 +82,39 @@ def machine_ceiling(rows: Sequence[dict[str, Any]], cores: int) -> Optional[dict
     return {"rate": low, "engine_ms": engine, "stores_ms": stores, "ceiling": cores * 1e3 / (engine + stores)}
 
 
+#: The headline's rows: the systems a reader compares, in the seed's order.
+HEADLINE_FAMILIES = ("prefork", "gevent", "hybrid")
+
+
+def headline(rows: Sequence[dict[str, Any]], cores: int) -> list[str]:
+    """The short table a README opens with: per system (prefork, gevent, Switchyard's
+    ``hybrid``), its ceiling and, in the runs at that rate, the share of the machine's
+    CPU its processes used, its peak memory, its slowdown p99 and its CPU per task
+    (medians [min-max] of the undisturbed runs)."""
+    ceil = ceilings(rows)
+    pts = points_of(rows)
+    out = [
+        f"| system | ceiling (tasks/s) | at its ceiling: CPU used (% of {cores} cores) | peak memory MB "
+        "| slowdown p99 | CPU ms per task |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for family in HEADLINE_FAMILIES:
+        label = next((l for l in labels_in_order(rows) if l == family or l.startswith(family + "/")), None)
+        if label is None or label.startswith("hybrid/"):
+            continue
+        lo, _ = ceil.get(label, (None, None))
+        if lo is None:
+            out.append(f"| {label} | none sustained | - | - | - | - |")
+            continue
+        ok = usable(pts[(label, lo)])
+        out.append(
+            f"| {label} | {fmt(lo, 0)} | {cell((100 * num(r['cpu_per_wall_s']) / cores for r in ok), 0)} | "
+            f"{cell(r['peak_rss_mb'] for r in ok)} | {cell((r['slowdown_p99'] for r in ok), 3)} | "
+            f"{cell((r.get('cpu_ms_per_task') for r in ok), 2)} |"
+        )
+    return out
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[str]) -> str:
     lines = ["# PZ-1: each model's ceiling, Switchyard and the Python peers, one invocation", ""]
     lines += [f"_{footer_of(meta)}_", "", "| parameter | value |", "| --- | --- |"]
@@ -89,6 +122,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[
         if k != "machine":
             lines.append(f"| {k} | {v} |")
     lines.append("")
+    cores = int(meta.get("machine", {}).get("cores", CORES))
+    lines += ["At each system's ceiling (the highest rate it sustained in this invocation):", ""]
+    lines += headline(rows, cores) + [""]
     labels = labels_in_order(r for r in rows if r.get("kind") != "calibration")
     lines += [
         "Each cell: median [min-max] of the undisturbed runs; `runs` counts them (and the disturbed ones left out).",

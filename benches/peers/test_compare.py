@@ -204,3 +204,22 @@ class ParsingTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HeadlineTest(unittest.TestCase):
+    def test_each_system_at_its_own_ceiling_from_undisturbed_runs(self):
+        def run(label, rate, ok, cpu, rss, slow, disturbed=False):
+            return {"label": label, "rate": rate, "sustains": ok, "disturbed": disturbed, "slowdown_p99": slow,
+                    "throughput": rate, "cpu_per_wall_s": cpu, "peak_rss_mb": rss, "cpu_ms_per_task": 1e3 * cpu / rate}
+        rows = [run("prefork/16", 20, True, 0.4, 220, 1.1), run("prefork/16", 25, False, 0.5, 221, 1.4),
+                run("gevent/2", 30, True, 0.6, 74, 1.2), run("gevent/2", 30, True, 0.6, 75, 1.21),
+                run("gevent/2", 30, True, 1.9, 999, 1.0, disturbed=True),
+                run("hybrid", 900, True, 1.5, 50, 1.1), run("hybrid", 980, False, 1.8, 60, 4.0),
+                run("hybrid/1", 700, True, 1.0, 40, 1.1)]
+        lines = report.headline(rows, 2)
+        self.assertEqual(len(lines), 5, "header, rule, prefork, gevent, hybrid (not hybrid/1)")
+        self.assertEqual(lines[2], "| prefork/16 | 20 | 20 | 220.0 | 1.100 | 20.00 |")
+        self.assertEqual(lines[3], "| gevent/2 | 30 | 30 | 74.5 [74.0-75.0] | 1.205 [1.200-1.210] | 20.00 |",
+                         "the disturbed run is left out")
+        self.assertTrue(lines[4].startswith("| hybrid | 900 | 75 | 50.0 | 1.100 |"), lines[4])
+
