@@ -223,3 +223,14 @@ class HeadlineTest(unittest.TestCase):
                          "the disturbed run is left out")
         self.assertTrue(lines[4].startswith("| hybrid | 900 | 75 | 50.0 | 1.100 |"), lines[4])
 
+    def test_the_machine_ceiling_counts_every_process_at_hybrids_lowest_rate(self):
+        def run(rate, engine, disturbed=False):
+            return {"label": "hybrid", "rate": rate, "disturbed": disturbed, "cpu_ms_per_task": engine,
+                    "stores_cpu_ms_per_task": 0.3, "upstream_cpu_s": 0.2 * rate * 60 / 1e3, "tasks_scheduled": rate * 60}
+        rows = [run(800, 1.5), run(200, 1.7), run(200, 1.7), run(200, 9.0, disturbed=True)]
+        mc = report.machine_ceiling(rows, 2)
+        self.assertEqual(mc["rate"], 200)
+        self.assertAlmostEqual(mc["upstream_ms"], 0.2)
+        self.assertAlmostEqual(mc["ceiling"], 2e3 / (1.7 + 0.3 + 0.2))
+        self.assertAlmostEqual(mc["ceiling_without_upstream"], 2e3 / (1.7 + 0.3))
+
