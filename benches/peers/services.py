@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Optional
 
 
+
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """Ends ``proc`` if it still runs: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
 class Upstream:
     """A ``switchyard upstream`` on a free port, stopped on exit."""
 
@@ -52,13 +63,7 @@ class Upstream:
         self._log.flush()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout=10)
         self._log.flush()
 
 
@@ -121,13 +126,8 @@ class PrivateMariaDB:
         return f"private MariaDB on tmpfs ({self.dir}, 127.0.0.1:{self.port}, deleted at the end)"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
