@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Engine's own cost per task, before (4e40f7a) and after (HEAD), alternated, 3 rounds.
-# Usage: engine-cost-20261203.sh OUT.log (before: a release build of 4e40f7a in /tmp/sy-base-target; after: this tree's)
+# Usage: engine-cost-20261203.sh OUT.log BEFORE_BINARY AFTER_BINARY
+#   (here: a release build of 4e40f7a, and target/release/switchyard built at 081020e)
 set -u
 out=$1
-before=/tmp/sy-base-target/release/switchyard
-after=/work/main/target/release/switchyard
+before=$2
+after=$3
 common="--models hybrid --duration 30 --warmup 5 --drain 10"
 real="--redis-url redis://127.0.0.1:6379/ --mysql-url mysql://root@127.0.0.1:3306/test --key-prefix pz:cost:"
 : > "$out"

@@ -71,10 +71,6 @@ class Bisection:
         else:
             self.hi = rate if self.hi is None else min(self.hi, rate)
 
-    @property
-    def done(self) -> bool:
-        return self.next_rate() is None
-
 
 def usable(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs that may enter a median: not disturbed."""

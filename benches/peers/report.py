@@ -105,8 +105,10 @@ def headline(rows: Sequence[dict[str, Any]], cores: int) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for family in HEADLINE_FAMILIES:
-        label = next((l for l in labels_in_order(rows) if l == family or l.startswith(family + "/")), None)
-        if label is None or label.startswith("hybrid/"):
+        # Switchyard's row is `hybrid` itself; a peer's label carries its process count.
+        label = next((l for l in labels_in_order(rows)
+                      if l == family or (family != "hybrid" and l.startswith(family + "/"))), None)
+        if label is None:
             continue
         lo, _ = ceil.get(label, (None, None))
         if lo is None:

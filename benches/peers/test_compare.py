@@ -214,8 +214,8 @@ class HeadlineTest(unittest.TestCase):
         rows = [run("prefork/16", 20, True, 0.4, 220, 1.1), run("prefork/16", 25, False, 0.5, 221, 1.4),
                 run("gevent/2", 30, True, 0.6, 74, 1.2), run("gevent/2", 30, True, 0.6, 75, 1.21),
                 run("gevent/2", 30, True, 1.9, 999, 1.0, disturbed=True),
-                run("hybrid", 900, True, 1.5, 50, 1.1), run("hybrid", 980, False, 1.8, 60, 4.0),
-                run("hybrid/1", 700, True, 1.0, 40, 1.1)]
+                run("hybrid/1", 700, True, 1.0, 40, 1.1),
+                run("hybrid", 900, True, 1.5, 50, 1.1), run("hybrid", 980, False, 1.8, 60, 4.0)]
         lines = report.headline(rows, 2)
         self.assertEqual(len(lines), 5, "header, rule, prefork, gevent, hybrid (not hybrid/1)")
         self.assertEqual(lines[2], "| prefork/16 | 20 | 20 | 220.0 | 1.100 | 20.00 |")
