@@ -150,3 +150,13 @@ def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: 
     return rows
 
 
+
+
+def tail_study(model: Model, rates: Sequence[float], runner: Runner, runs: int) -> list[dict[str, Any]]:
+    """``runs`` runs of ``model`` at every rate, the rates' order reversed every
+    round (a slow drift of the machine then touches every rate alike). Rows are
+    tagged with step ``tail``; a disturbed run is repeated by the runner and
+    stays in the rows, marked, as everywhere else."""
+    points = [(model, r) for r in rates]
+    got, _ = run_step(points, runner, runs, 0, "tail")
+    return [row for rows in got.values() for row in rows]

@@ -19,7 +19,11 @@ from this invocation; a point is sustained when its median run is. A first step
 runs every model at low load (``--low-load``, a quarter of its bracket's low
 end): the charts' left end, and the runs the machine's CPU ceiling is taken
 from. A last step runs ``hybrid@eqcpu`` at gevent's ceiling, where the
-equal-CPU target reads its slowdown.
+equal-CPU target reads its slowdown. Then the tail study: ``--tail-runs`` runs
+(10 by default) of ``hybrid`` at each of ``--tail-fractions`` of its ceiling
+(a quarter, a half and 80 %), rates alternating, each with its timeline: the
+issue's tail target is slowdown p99 <= 1.10 in at least 9 of 10 runs at every
+rate up to 80 % of the ceiling.
 
 Before and during each run the machine is watched: the share of its CPU time
 stolen by the hypervisor (``/proc/stat``) and the CPU of processes outside the
@@ -61,10 +65,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import pz1
-from bisection import Bisection, bisect_all, rounded_rate
+from bisection import Bisection, bisect_all, rounded_rate, tail_study
 from compare_base import CORES, DISTURBED_SHARE, HERE, ROOT, fmt, log, num
 from machine_watch import Watch, git_commit, is_disturbed, machine_info, quiet_check
-from report import render
+from report import TAIL_MODEL, render
 from services import PrivateMariaDB, Upstream
 
 
@@ -318,6 +322,17 @@ def equal_cpu_rounds(args: argparse.Namespace, python_transform_ms: float) -> tu
 # --------------------------------------------------------------------------
 
 
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``0.25,0.5,0.8``: fractions of a ceiling, each in (0, 1]."""
+    try:
+        out = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not out or any(not 0 < f <= 1 for f in out):
+        raise argparse.ArgumentTypeError(f"every fraction must be in (0, 1]: {text!r}")
+    return out
+
+
 def parse_brackets(text: str) -> dict[str, tuple[float, float]]:
     out = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -365,6 +380,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="most points per model (default 8)")
     p.add_argument("--repeats", type=int, default=None, help="runs of every point (default 3)")
     p.add_argument("--disturbed-retries", type=int, default=None, help="reruns of a disturbed run (default 2; smoke 1)")
+    p.add_argument("--tail-runs", type=int, default=None,
+                   help="after the bisections, runs of hybrid at each --tail-fractions of its ceiling (default 10; smoke 0)")
+    p.add_argument("--tail-fractions", type=parse_fractions, default=(0.25, 0.5, 0.8),
+                   help="fractions of hybrid's ceiling the tail study runs at (default 0.25,0.5,0.8)")
     p.add_argument("--quiet-wait", type=float, default=30.0, help="seconds to wait at most for a quiet machine before a run")
     p.add_argument("--duration", type=float, default=None, help="seconds of releases per run (default 60)")
     p.add_argument("--warmup", type=float, default=None, help="seconds left out of the figures (default 5)")
@@ -402,6 +421,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.max_steps = args.max_steps or (SMOKE["max_steps"] if args.smoke else 8)
     if args.low_load is None:
         args.low_load = 0.0 if args.smoke else 0.25
+    if args.tail_runs is None:
+        args.tail_runs = 0 if args.smoke else 10
     if args.disturbed_retries is None:
         args.disturbed_retries = 1 if args.smoke else 2
     models = parse_models(args.models or f"hybrid,hybrid/1,reactor-only,gevent/{CORES},prefork/{args.workers},hybrid@eqcpu",
@@ -465,7 +486,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "redis client": redis_parser(),
             "switchyard binary": f"{args.switchyard} (built {binary_mtime(args.switchyard)})", "models": ", ".join(f"{m.label}" + (f" (--rounds {m.rounds})" if m.rounds else "") for m in models),
             "duration_s": args.duration, "warmup_s": args.warmup, "drain_s": args.drain, "repeats": args.repeats,
-            "tolerance": args.tolerance, "max_steps": args.max_steps, "rounds": args.rounds, "items": args.items,
+            "tolerance": args.tolerance, "max_steps": args.max_steps,
+            "tail study": f"{args.tail_runs} runs of {TAIL_MODEL} at each of {', '.join(f'{f:g}' for f in args.tail_fractions)} x its ceiling"
+            if args.tail_runs else "none", "rounds": args.rounds, "items": args.items,
             "fresh": args.fresh, "base_ms": args.base_ms, "alpha": args.alpha, "max_ms": args.max_ms,
             "python CPU step alone, each calibration (ms)": ", ".join(f"{c.transform_s * 1e3:.3f}" for c in py_runs),
             "python CPU step alone (ms, this interpreter, median)": f"transform {py_alone.transform_s * 1e3:.3f} = SHA-256 "
@@ -495,6 +518,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             gevent = next((m.label for m in models if m.family == "gevent"), None)
             bisect_all(models, searches, runner, args.repeats, low_load,
                        ("hybrid@eqcpu", gevent) if gevent else None)
+            hybrid = next((m for m in models if m.label == TAIL_MODEL), None)
+            if hybrid is not None and args.tail_runs > 0 and searches[TAIL_MODEL].lo:
+                ceiling = searches[TAIL_MODEL].lo
+                rates = sorted({rounded_rate(f * ceiling) for f in args.tail_fractions})
+                log(f"\ntail study: {TAIL_MODEL} at {', '.join(f'{r:g}' for r in rates)}/s "
+                    f"({', '.join(f'{f:.0%}' for f in args.tail_fractions)} of its ceiling {ceiling:g}), "
+                    f"{args.tail_runs} runs each")
+                tail_study(hybrid, rates, runner, args.tail_runs)
         for m in models:
             s = searches[m.label]
             log(f"ceiling {m.label}: {fmt(s.lo, 0) if s.lo else 'none'} (not sustained at {fmt(s.hi, 0) if s.hi else '-'})"

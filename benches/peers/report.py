@@ -39,10 +39,22 @@ def cell(values: Iterable[Any], digits: int = 1) -> str:
     return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]" if hi > lo else f"{med:.{digits}f}"
 
 
+#: The tail study's model, and its target: slowdown p99 <= TAIL_TARGET in at
+#: least TAIL_SHARE of the runs at every rate it ran.
+TAIL_MODEL = "hybrid"
+TAIL_TARGET = 1.10
+TAIL_SHARE = 0.9
+
+
+def is_tail(row: dict[str, Any]) -> bool:
+    return row.get("step") == "tail"
+
+
 def points_of(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float], list[dict[str, Any]]]:
+    """The bisection's runs by (label, rate); the tail study's are apart (``tail_section``)."""
     pts: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for r in rows:
-        if r.get("label") and r.get("kind") != "calibration":
+        if r.get("label") and r.get("kind") != "calibration" and not is_tail(r):
             pts.setdefault((r["label"], num(r["rate"])), []).append(r)
     return pts
 
@@ -72,7 +84,8 @@ def machine_ceiling(rows: Sequence[dict[str, Any]], cores: int) -> Optional[dict
     engine, the Redis and MySQL servers and the upstream (it runs on the same cores
     here, though in production it is remote), from hybrid's undisturbed runs at its
     lowest rate. ``ceiling_without_upstream`` leaves the upstream out."""
-    hyb = [r for r in usable(rows) if r.get("label") == "hybrid" and r.get("cpu_ms_per_task") is not None]
+    hyb = [r for r in usable(rows)
+           if r.get("label") == "hybrid" and r.get("cpu_ms_per_task") is not None and not is_tail(r)]
     if not hyb:
         return None
     low = min(num(r["rate"]) for r in hyb)
@@ -86,6 +99,43 @@ def machine_ceiling(rows: Sequence[dict[str, Any]], cores: int) -> Optional[dict
         return None
     return {"rate": low, "engine_ms": engine, "stores_ms": stores, "upstream_ms": upstream,
             "ceiling": cores * 1e3 / (engine + stores + upstream), "ceiling_without_upstream": cores * 1e3 / (engine + stores)}
+
+
+def tail_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The tail study: per rate, every undisturbed run's slowdown p99 and how many
+    meet the target."""
+    tail = [r for r in rows if is_tail(r)]
+    if not tail:
+        return []
+    ceiling = ceilings(rows).get(TAIL_MODEL, (None, None))[0]
+    out = [f"Tail study: {TAIL_MODEL}, runs at fractions of its ceiling ({fmt(ceiling, 0) if ceiling else '?'}/s in this "
+           f"invocation), rates alternating. Target: slowdown p99 <= {TAIL_TARGET:.2f} in at least "
+           f"{TAIL_SHARE:.0%} of the runs at every rate.", "",
+           "| rate | share of the ceiling | runs (+disturbed) | slowdown p99 of each run, in order | within target "
+           "| slowdown p99 median [min-max] | throughput/s | verdict |",
+           "| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+    for rate in sorted({num(r["rate"]) for r in tail}):
+        group = [r for r in tail if num(r["rate"]) == rate]
+        ok = usable(group)
+        p99 = [num(r.get("slowdown_p99")) for r in ok]
+        within = sum(1 for v in p99 if v <= TAIL_TARGET)
+        met = bool(ok) and within >= math.ceil(TAIL_SHARE * len(ok) - 1e-9)
+        share = f"{rate / ceiling:.0%}" if ceiling else "-"
+        out.append(f"| {rate:g} | {share} | {len(ok)} (+{len(group) - len(ok)}) | {', '.join(fmt(v, 3) for v in p99)} | "
+                   f"{within} of {len(ok)} | {cell(p99, 3)} | {cell(r['throughput'] for r in ok)} | "
+                   f"{'**met**' if met else '**missed**'} |")
+    return out + [""]
+
+
+def tail_runs_to_draw(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per tail rate, the undisturbed run with the highest slowdown p99 (the one a
+    reader wants explained) and the one with the lowest."""
+    tail = usable(r for r in rows if is_tail(r) and r.get("timeline"))
+    out = []
+    for rate in sorted({num(r["rate"]) for r in tail}):
+        group = sorted((r for r in tail if num(r["rate"]) == rate), key=lambda r: num(r.get("slowdown_p99")))
+        out += [group[-1]] + ([group[0]] if len(group) > 1 else [])
+    return out
 
 
 #: The headline's rows: the systems a reader compares, in the seed's order.
@@ -198,6 +248,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[
                   f"cores here): {mc['ceiling_without_upstream']:.0f} tasks/s"
                   + (f", of which hybrid's ceiling is {hyb / mc['ceiling_without_upstream']:.0%}" if hyb else "")
                   + ". At low load the fixed costs weigh more per task, so both are on the low side.", ""]
+    lines += tail_section(rows)
     for name in charts:
         lines.append(f"![{name}]({name})")
     lines.append("")
@@ -324,6 +375,11 @@ def timeline_charts(rows: list[dict[str, Any]], meta: dict[str, Any], results_di
             path = results_dir / run["timeline"]
             if path.exists():
                 paths += timeline_chart.chart_file(path, out, None, footer_of(meta), ext, label=label)
+    for run in tail_runs_to_draw(rows):
+        path = results_dir / run["timeline"]
+        if path.exists():
+            paths += timeline_chart.chart_file(path, out, None, footer_of(meta), ext,
+                                               label=f"{run['label']} tail, slowdown p99 {fmt(num(run.get('slowdown_p99')), 3)}")
     return paths
 
 

@@ -21,14 +21,17 @@
 #      run is 60 s of releases + 5 s warm-up inside + up to 30 s drain (--duration/--warmup/--drain).
 #      A run where the hypervisor's steal or other processes' CPU exceeds 5 % of the machine is
 #      marked disturbed, repeated (at most twice) and left out of the medians;
-#      A last step runs hybrid@eqcpu at gevent's ceiling;
+#      A last step runs hybrid@eqcpu at gevent's ceiling. Then the tail study: 10 runs
+#      (--tail-runs) of hybrid at 25 %, 50 % and 80 % of its ceiling (--tail-fractions), rates
+#      alternating, each with its timeline (target: slowdown p99 <= 1.10 in >= 9 of 10 runs);
 #   4. writes every run to benches/peers/results/<stamp>.jsonl (raw, with machine, commit, CPU step
 #      alone, CPU per task, steal, other processes' CPU, the timeline file) and renders <stamp>.md
 #      (medians with ranges, ceilings, ratios, the machine's CPU ceiling) and the charts
 #      <stamp>-{slowdown_p99,throughput,peak_memory}.svg, plus per-second timeline charts.
 #
 # Expected wall time of the default: about 5 bisection steps per model x 3 repeats x 6 models x
-# ~75-100 s per run: 2 to 3 hours on a quiet machine, more when runs are disturbed. Leave the
+# ~75-100 s per run, plus 30 tail runs: 2.5 to 3.5 hours on a quiet machine, more when runs are
+# disturbed (--tail-runs 0 leaves the tail study out). Leave the
 # machine alone meanwhile: other work on it makes runs disturbed and repeats them.
 #
 # Needs Redis at redis://127.0.0.1:6379/ (--redis-url / PZ1_REDIS_URL) and mariadb-server installed

@@ -202,10 +202,6 @@ class ParsingTest(unittest.TestCase):
                          {"hybrid": (400.0, 800.0), "gevent": (15.0, 40.0)})
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class HeadlineTest(unittest.TestCase):
     def test_each_system_at_its_own_ceiling_from_undisturbed_runs(self):
         def run(label, rate, ok, cpu, rss, slow, disturbed=False):
@@ -234,3 +230,57 @@ class HeadlineTest(unittest.TestCase):
         self.assertAlmostEqual(mc["ceiling"], 2e3 / (1.7 + 0.3 + 0.2))
         self.assertAlmostEqual(mc["ceiling_without_upstream"], 2e3 / (1.7 + 0.3))
 
+
+class TailTest(unittest.TestCase):
+    def test_every_rate_runs_the_given_times_alternating_order(self):
+        (model,) = compare.parse_models("hybrid", 2, 16)
+        calls: list = []
+        rows = bisection.tail_study(model, [150, 300, 480], fake_runner({"hybrid": 600}, calls), runs=4)
+        self.assertEqual([rate for _, rate, _, _ in calls],
+                         [150, 300, 480, 480, 300, 150, 150, 300, 480, 480, 300, 150])
+        self.assertEqual(len(rows), 12)
+        self.assertEqual({r["step"] for r in rows}, {"tail"})
+
+    def tail_row(self, rate, slow, disturbed=False):
+        return {"label": "hybrid", "rate": rate, "step": "tail", "sustains": True, "disturbed": disturbed,
+                "slowdown_p99": slow, "throughput": rate, "timeline": f"t-{rate}-{slow}.jsonl"}
+
+    def bisection_rows(self):
+        return [{"label": "hybrid", "rate": r, "step": "bisection", "sustains": ok, "disturbed": False,
+                 "slowdown_p99": 1.05 if ok else 2.0, "throughput": r} for r, ok in ((600, True), (700, False))]
+
+    def test_the_section_counts_runs_within_the_target_per_rate(self):
+        slow480 = [1.04, 1.05, 1.12, 1.06, 1.07, 1.05, 1.08, 1.09, 1.03, 1.10]
+        slow150 = [1.02] * 8 + [1.3, 1.4]
+        rows = self.bisection_rows() + [self.tail_row(480, v) for v in slow480] + [self.tail_row(150, v) for v in slow150]
+        rows.append(self.tail_row(480, 5.0, disturbed=True))
+        lines = report.tail_section(rows)
+        row150 = next(line for line in lines if line.startswith("| 150 |"))
+        row480 = next(line for line in lines if line.startswith("| 480 |"))
+        self.assertIn("| 25% | 10 (+0) |", row150)
+        self.assertIn("| 8 of 10 |", row150)
+        self.assertTrue(row150.endswith("**missed** |"), row150)
+        self.assertIn("| 80% | 10 (+1) |", row480, "the disturbed run is counted apart")
+        self.assertIn("| 9 of 10 |", row480, "1.10 itself is within the target")
+        self.assertTrue(row480.endswith("**met** |"), row480)
+
+    def test_tail_runs_leave_the_ceiling_and_the_table_alone(self):
+        rows = self.bisection_rows() + [dict(self.tail_row(480, 3.0), sustains=False)]
+        self.assertEqual(report.ceilings(rows)["hybrid"], (600, 700), "a failed tail run is not a bisection point")
+        self.assertNotIn(("hybrid", 480), report.points_of(rows))
+        self.assertEqual(report.tail_section(self.bisection_rows()), [])
+
+    def test_the_worst_and_the_best_run_of_each_rate_are_drawn(self):
+        rows = [self.tail_row(480, v) for v in (1.05, 1.2, 1.03)] + [self.tail_row(150, 1.01)]
+        drawn = [(r["rate"], r["slowdown_p99"]) for r in report.tail_runs_to_draw(rows)]
+        self.assertEqual(drawn, [(150, 1.01), (480, 1.2), (480, 1.03)])
+
+    def test_fractions_flag(self):
+        self.assertEqual(compare.parse_fractions("0.25, 0.5,0.8"), (0.25, 0.5, 0.8))
+        for bad in ("", "0", "1.5", "a"):
+            with self.assertRaises(Exception):
+                compare.parse_fractions(bad)
+
+
+if __name__ == "__main__":
+    unittest.main()
