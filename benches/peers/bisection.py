@@ -88,7 +88,9 @@ def point_verdict(rows: Sequence[dict[str, Any]]) -> Optional[bool]:
     return bool(ranked[len(ranked) // 2].get("sustains"))
 
 
-Runner = Callable[["Model", float, int, int], list[dict[str, Any]]]
+#: (model, rate, round, order position, step name) -> the point's rows. The runner
+#: gets the step's name so that each row it writes carries it.
+Runner = Callable[["Model", float, int, int, str], list[dict[str, Any]]]
 
 
 def run_step(points: Sequence[tuple[Model, float]], runner: Runner, repeats: int, round_no: int,
@@ -101,7 +103,7 @@ def run_step(points: Sequence[tuple[Model, float]], runner: Runner, repeats: int
     for _ in range(repeats):
         order = points if round_no % 2 == 0 else points[::-1]
         for position, (m, r) in enumerate(order):
-            new = runner(m, r, round_no, position)
+            new = runner(m, r, round_no, position, name)
             for row in new:
                 row["step"] = name
             got[m.label].extend(new)

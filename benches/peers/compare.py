@@ -219,7 +219,8 @@ class Context:
     mysql_pid: Optional[int] = None
 
 
-def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int, attempt: int) -> dict[str, Any]:
+def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int, attempt: int,
+             step: str) -> dict[str, Any]:
     """One run: the quiet check, the run under watch, its row (written to the JSONL)."""
     args = ctx.args
     pre = quiet_check(ctx.upstream_pid, mysql_pid=ctx.mysql_pid)
@@ -237,7 +238,7 @@ def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int
     report = report_from(stdout)
     row: dict[str, Any] = {
         "stamp": ctx.stamp, "machine": ctx.machine, "commit": ctx.commit, "mysql": ctx.mysql,
-        "label": model.label, "rate": rate, "round": round_, "order_position": position, "attempt": attempt,
+        "label": model.label, "rate": rate, "step": step, "round": round_, "order_position": position, "attempt": attempt,
         "exit_code": code,
     }
     keys = report if report is not None else {k: None for k in pz1.REPORT_KEYS}
@@ -271,11 +272,11 @@ def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int
     return clean
 
 
-def run_point(ctx: Context, model: Model, rate: float, round_: int, position: int) -> list[dict[str, Any]]:
+def run_point(ctx: Context, model: Model, rate: float, round_: int, position: int, step: str) -> list[dict[str, Any]]:
     """A run and, while it is disturbed, up to ``--disturbed-retries`` more."""
     rows = []
     for attempt in range(ctx.args.disturbed_retries + 1):
-        row = run_once(ctx, model, rate, round_, position, attempt)
+        row = run_once(ctx, model, rate, round_, position, attempt, step)
         rows.append(row)
         if not row["disturbed"]:
             break
@@ -508,10 +509,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                           upstream.proc.pid if upstream else None,
                           mariadb.proc.pid if mariadb and mariadb.proc else None)
 
-            def runner(m: Model, rate: float, round_: int, position: int) -> list[dict[str, Any]]:
+            def runner(m: Model, rate: float, round_: int, position: int, step: str) -> list[dict[str, Any]]:
                 if upstream is not None and upstream.proc.poll() is not None:
                     raise RuntimeError(f"the upstream exited ({upstream.proc.returncode}); see its log")
-                return run_point(ctx, m, rate, round_, position)
+                return run_point(ctx, m, rate, round_, position, step)
 
             low_load = {m.label: rounded_rate(searches[m.label].start_lo * args.low_load)
                         for m in models if args.low_load > 0}

@@ -34,7 +34,7 @@ def fake_runner(ceilings: dict[str, float], calls: list, disturbed: set = frozen
     (label, rate, attempt) in ``disturbed`` come back disturbed and not sustaining."""
     attempts: dict = {}
 
-    def run(model, rate, round_, position):
+    def run(model, rate, round_, position, step):
         calls.append((model.label, rate, round_, position))
         rows = []
         for attempt in range(3):
@@ -42,7 +42,7 @@ def fake_runner(ceilings: dict[str, float], calls: list, disturbed: set = frozen
             attempts[key] = attempts.get(key, -1) + 1
             bad = (model.label, rate, attempts[key]) in disturbed
             ok = rate <= ceilings[model.label] and not bad
-            rows.append({"label": model.label, "rate": rate, "sustains": ok, "disturbed": bad,
+            rows.append({"label": model.label, "rate": rate, "step": step, "sustains": ok, "disturbed": bad,
                          "slowdown_p99": 1.1 if ok else 3.0, "throughput": rate})
             if not bad:
                 break
@@ -239,7 +239,8 @@ class TailTest(unittest.TestCase):
         self.assertEqual([rate for _, rate, _, _ in calls],
                          [150, 300, 480, 480, 300, 150, 150, 300, 480, 480, 300, 150])
         self.assertEqual(len(rows), 12)
-        self.assertEqual({r["step"] for r in rows}, {"tail"})
+        self.assertEqual({r["step"] for r in rows}, {"tail"}, "the runner is told the step, so the JSONL has it")
+        self.assertEqual(report.tail_section(rows)[4][:5], "| 150", "the section reads the rows as written")
 
     def tail_row(self, rate, slow, disturbed=False):
         return {"label": "hybrid", "rate": rate, "step": "tail", "sustains": True, "disturbed": disturbed,
