@@ -30,6 +30,16 @@ pub const DEFAULT_HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_HTTP_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Default cap of requests in flight to one host (scheme, host and port).
 pub const DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST: usize = 512;
+/// Default size of each HTTP connection's read buffer, which is also the
+/// largest response head accepted: 8 KiB, as nginx's default buffer for an
+/// upstream's response head. A connection keeps its buffer while it idles in
+/// the pool, so at hundreds of connections the size is megabytes: hyper's
+/// adaptive default grows it to 16 KiB and more after one larger response.
+pub const DEFAULT_HTTP_READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Smallest read buffer hyper accepts.
+pub const MIN_HTTP_READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Largest read buffer a configuration may ask for.
+pub const MAX_HTTP_READ_BUFFER_BYTES: usize = 1024 * 1024;
 /// Default idle time after which a pooled HTTP connection is closed.
 pub const DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
 /// Default idle HTTP connections kept per host.
@@ -91,6 +101,11 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// Largest response body accepted; a larger one is an error.
     pub max_body_bytes: usize,
+    /// Each connection's read buffer, a fixed size, and so the largest
+    /// response head (status line and headers) accepted: a larger head is an
+    /// error ("message head is too large"). Bodies of any size (up to
+    /// `max_body_bytes`) are read through it in pieces.
+    pub read_buffer_bytes: usize,
     /// Most requests in flight to one host; more wait their turn.
     pub max_in_flight_per_host: usize,
     /// Idle time after which a pooled connection is closed.
@@ -164,6 +179,7 @@ impl Default for HttpConfig {
             connect_timeout_ms: DEFAULT_HTTP_CONNECT_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
             max_body_bytes: DEFAULT_HTTP_MAX_BODY_BYTES,
+            read_buffer_bytes: DEFAULT_HTTP_READ_BUFFER_BYTES,
             max_in_flight_per_host: DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST,
             pool_idle_timeout_ms: DEFAULT_HTTP_POOL_IDLE_TIMEOUT_MS,
             pool_max_idle_per_host: DEFAULT_HTTP_POOL_MAX_IDLE_PER_HOST,
@@ -187,6 +203,9 @@ impl HttpConfig {
         }
         if self.max_body_bytes == 0 {
             return Err(Error::config("http.max_body_bytes"));
+        }
+        if !(MIN_HTTP_READ_BUFFER_BYTES..=MAX_HTTP_READ_BUFFER_BYTES).contains(&self.read_buffer_bytes) {
+            return Err(Error::config("http.read_buffer_bytes"));
         }
         if self.max_in_flight_per_host == 0 {
             return Err(Error::config("http.max_in_flight_per_host"));

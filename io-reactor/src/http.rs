@@ -31,6 +31,10 @@
 //! - A body longer than `max_body_bytes` is refused: at once when
 //!   `Content-Length` announces it, otherwise as soon as the excess arrives.
 //!   The connection is then dropped, not reused.
+//! - A response head (status line and headers) longer than
+//!   `read_buffer_bytes` is refused ("message head is too large"): it is
+//!   each connection's fixed read buffer, kept while the connection idles in
+//!   the pool, so it bounds memory per connection too.
 //!
 //! # Shutdown
 //!
@@ -175,6 +179,9 @@ impl HttpClient {
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            // Fixed, not hyper's adaptive buffer, which grows after one large
+            // response and stays grown while the connection idles in the pool.
+            .http1_read_buf_exact_size(config.read_buffer_bytes)
             .build(connector);
         let hosts: HashMap<String, HostConfig> =
             config.hosts.iter().filter_map(|h| Some((host_key_of(&h.host)?, h.clone()))).collect();

@@ -190,6 +190,46 @@ async fn body_over_the_cap_is_refused() {
     assert!(err.to_string().contains("100 bytes"));
 }
 
+/// A response whose head carries a header of `value_bytes` characters, then
+/// a 100,000-byte body.
+fn response_with_header(value_bytes: usize) -> &'static [u8] {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nx-padding: {}\r\ncontent-length: 100000\r\n\r\n",
+        "p".repeat(value_bytes)
+    );
+    Box::leak([head.into_bytes(), vec![b'b'; 100_000]].concat().into_boxed_slice())
+}
+
+#[tokio::test]
+async fn a_head_over_the_read_buffer_is_refused_and_bodies_pass_in_pieces() {
+    let config = HttpConfig { request_timeout_ms: 5_000, ..HttpConfig::default() };
+    assert_eq!(config.read_buffer_bytes, 8 * 1024);
+
+    // A 100 KB body through the default 8 KiB buffer.
+    let addr = raw_server(response_with_header(10)).await;
+    let got = client(config.clone()).get(&format!("http://{addr}/")).await.unwrap();
+    assert_eq!(got.body.len(), 100_000);
+
+    // A 12 KB head: refused with the default, read with a 16 KiB buffer.
+    let big_head = response_with_header(12_000);
+    let addr = raw_server(big_head).await;
+    let err = client(config.clone()).get(&format!("http://{addr}/")).await.unwrap_err();
+    assert!(err.to_string().contains("message head is too large"), "{err}");
+    assert!(!err.is_timeout() && !err.is_connect(), "{err:?}");
+    let roomy = HttpConfig { read_buffer_bytes: 16 * 1024, ..config };
+    let addr = raw_server(big_head).await;
+    let got = client(roomy).get(&format!("http://{addr}/")).await.unwrap();
+    assert_eq!((got.headers["x-padding"].len(), got.body.len()), (12_000, 100_000));
+}
+
+#[test]
+fn read_buffer_bounds_are_checked() {
+    for bad in [0, 8 * 1024 - 1, 1024 * 1024 + 1] {
+        let config = HttpConfig { read_buffer_bytes: bad, ..HttpConfig::default() };
+        assert_eq!(config.validate().unwrap_err().config_field(), Some("http.read_buffer_bytes"), "{bad}");
+    }
+}
+
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection() {
     let (addr, counters) = server().await;
