@@ -97,16 +97,14 @@ def run_step(points: Sequence[tuple[Model, float]], runner: Runner, repeats: int
              name: str) -> tuple[dict[str, list[dict[str, Any]]], int]:
     """Runs every (model, rate) ``repeats`` times, the models' order reversed every
     round (``round_no`` counts rounds over the whole invocation). Returns each
-    label's rows, tagged with the step's ``name``, and the next round number."""
+    label's rows (the runner tags each with the step's ``name``) and the next
+    round number."""
     compare_base.log(f"\n== {name}: " + ", ".join(f"{m.label} @ {r:g}" for m, r in points))
     got: dict[str, list[dict[str, Any]]] = {m.label: [] for m, _ in points}
     for _ in range(repeats):
         order = points if round_no % 2 == 0 else points[::-1]
         for position, (m, r) in enumerate(order):
-            new = runner(m, r, round_no, position, name)
-            for row in new:
-                row["step"] = name
-            got[m.label].extend(new)
+            got[m.label].extend(runner(m, r, round_no, position, name))
         round_no += 1
     return got, round_no
 
@@ -150,8 +148,6 @@ def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: 
             got, round_no = run_step([(model, rate)], runner, repeats, round_no, f"at {reference}'s ceiling")
             rows += got[label]
     return rows
-
-
 
 
 def tail_study(model: Model, rates: Sequence[float], runner: Runner, runs: int) -> list[dict[str, Any]]:

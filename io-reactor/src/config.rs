@@ -36,7 +36,8 @@ pub const DEFAULT_HTTP_MAX_IN_FLIGHT_PER_HOST: usize = 512;
 /// the pool, so at hundreds of connections the size is megabytes: hyper's
 /// adaptive default grows it to 16 KiB and more after one larger response.
 pub const DEFAULT_HTTP_READ_BUFFER_BYTES: usize = 8 * 1024;
-/// Smallest read buffer hyper accepts.
+/// Smallest read buffer a configuration may ask for: hyper's own first
+/// buffer, and room for any ordinary response head.
 pub const MIN_HTTP_READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Largest read buffer a configuration may ask for.
 pub const MAX_HTTP_READ_BUFFER_BYTES: usize = 1024 * 1024;
