@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import compare_base
-from compare_base import fmt, num
+from compare_base import fmt_rate, num
 
 if TYPE_CHECKING:
     from compare import Model
@@ -138,7 +138,7 @@ def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: 
             searches[m.label].record(r, verdict)
             s = searches[m.label]
             compare_base.log(f"  {m.label} @ {r:g}: {'sustained' if verdict else 'undecided' if verdict is None else 'not sustained'}"
-                f" (bracket {fmt(s.lo, 0)}..{fmt(s.hi, 0)})")
+                f" (bracket {fmt_rate(s.lo) if s.lo else '-'}..{fmt_rate(s.hi) if s.hi else '-'})")
     if equal_cpu_check:
         label, reference = equal_cpu_check
         model = next((m for m in models if m.label == label), None)

@@ -30,6 +30,12 @@ def num(v: Any) -> float:
         return math.nan
 
 
+def fmt_rate(v: Any) -> str:
+    """A rate as the bisection tried it (17.7, 595): never rounded to a rate that did not run."""
+    v = num(v)
+    return f"{v:g}" if math.isfinite(v) else "-"
+
+
 def fmt(v: Any, digits: int = 1) -> str:
     v = num(v) if not isinstance(v, str) else v
     if isinstance(v, str):

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pz1
 from bisection import point_verdict, usable
-from compare_base import CORES, fmt, num
+from compare_base import CORES, fmt, fmt_rate, num
 
 
 def labels_in_order(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -108,7 +108,7 @@ def tail_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not tail:
         return []
     ceiling = ceilings(rows).get(TAIL_MODEL, (None, None))[0]
-    out = [f"Tail study: {TAIL_MODEL}, runs at fractions of its ceiling ({fmt(ceiling, 0) if ceiling else '?'}/s in this "
+    out = [f"Tail study: {TAIL_MODEL}, runs at fractions of its ceiling ({fmt_rate(ceiling) if ceiling else '?'}/s in this "
            f"invocation), rates alternating. Target: slowdown p99 <= {TAIL_TARGET:.2f} in at least "
            f"{TAIL_SHARE:.0%} of the runs at every rate.", "",
            "| rate | share of the ceiling | runs (+disturbed) | slowdown p99 of each run, in order | within target "
@@ -166,7 +166,7 @@ def headline(rows: Sequence[dict[str, Any]], cores: int) -> list[str]:
             continue
         ok = usable(pts[(label, lo)])
         out.append(
-            f"| {label} | {fmt(lo, 0)} | {cell((100 * num(r['cpu_per_wall_s']) / cores for r in ok), 0)} | "
+            f"| {label} | {fmt_rate(lo)} | {cell((100 * num(r['cpu_per_wall_s']) / cores for r in ok), 0)} | "
             f"{cell(r['peak_rss_mb'] for r in ok)} | {cell((r['slowdown_p99'] for r in ok), 3)} | "
             f"{cell((r.get('cpu_ms_per_task') for r in ok), 2)} |"
         )
@@ -222,7 +222,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[
                 f"{cell((r['cpu_alone_transform_ms'] for r in alone), 2)} = "
                 f"{cell((r['cpu_alone_sha_ms'] for r in alone), 2)} + {cell((r['cpu_alone_rest_ms'] for r in alone), 2)}"
             )
-        lines.append(f"| {label} | {fmt(lo, 0) if lo else 'none sustained'} | {fmt(hi, 0) if hi else 'none failed'} | "
+        lines.append(f"| {label} | {fmt_rate(lo) if lo else 'none sustained'} | {fmt_rate(hi) if hi else 'none failed'} | "
                      f"{', '.join(str(x) for x in rounds)} | {alone_txt} |")
     lines.append("")
     # Ratios, from this invocation only.

@@ -219,6 +219,16 @@ class HeadlineTest(unittest.TestCase):
                          "the disturbed run is left out")
         self.assertTrue(lines[4].startswith("| hybrid | 900 | 75 | 50.0 | 1.100 |"), lines[4])
 
+    def test_a_fractional_ceiling_is_shown_as_the_rate_that_ran(self):
+        # 17.7 ran and 18 did not: the table must not round a ceiling to an untried rate.
+        rows = [{"label": "gevent/2", "rate": 17.7, "sustains": True, "slowdown_p99": 1.17, "throughput": 17.7,
+                 "cpu_per_wall_s": 0.55, "peak_rss_mb": 75, "cpu_ms_per_task": 31.2},
+                {"label": "gevent/2", "rate": 25, "sustains": False, "slowdown_p99": 1.27, "throughput": 25,
+                 "cpu_per_wall_s": 0.8, "peak_rss_mb": 76, "cpu_ms_per_task": 32.0}]
+        self.assertTrue(report.headline(rows, 2)[2].startswith("| gevent/2 | 17.7 | 28 |"))
+        self.assertEqual(compare_base.fmt_rate(595.0), "595")
+        self.assertEqual(compare_base.fmt_rate(2.75), "2.75")
+
     def test_the_machine_ceiling_counts_every_process_at_hybrids_lowest_rate(self):
         def run(rate, engine, disturbed=False):
             return {"label": "hybrid", "rate": rate, "disturbed": disturbed, "cpu_ms_per_task": engine,
