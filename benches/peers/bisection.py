@@ -138,7 +138,7 @@ def bisect_all(models: Sequence[Model], searches: dict[str, Bisection], runner: 
             searches[m.label].record(r, verdict)
             s = searches[m.label]
             compare_base.log(f"  {m.label} @ {r:g}: {'sustained' if verdict else 'undecided' if verdict is None else 'not sustained'}"
-                f" (bracket {fmt_rate(s.lo) if s.lo else '-'}..{fmt_rate(s.hi) if s.hi else '-'})")
+                f" (bracket {fmt_rate(s.lo)}..{fmt_rate(s.hi)})")
     if equal_cpu_check:
         label, reference = equal_cpu_check
         model = next((m for m in models if m.label == label), None)
