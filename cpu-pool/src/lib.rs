@@ -48,6 +48,7 @@
 //! ```
 
 mod config;
+mod dispatch;
 mod error;
 mod job;
 mod pool;

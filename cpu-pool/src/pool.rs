@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, TryAcquireError};
 
+use crate::dispatch::Dispatch;
 use crate::job::{self, Admission, Sent, Waiting};
 use crate::slot::{Shared, Slot};
 use crate::telemetry::Outcome;
@@ -40,7 +41,10 @@ pub struct CpuPool {
 }
 
 struct Inner {
-    rayon: rayon::ThreadPool,
+    // Held so the threads live as long as a handle does; jobs reach them
+    // through `dispatch`.
+    _rayon: rayon::ThreadPool,
+    dispatch: Arc<Dispatch>,
     // Apart from the threads so that jobs, which hold it, never own the pool
     // they run on.
     shared: Arc<Shared>,
@@ -60,9 +64,13 @@ impl CpuPool {
             .panic_handler(drop)
             .build()
             .map_err(Error::start)?;
+        let dispatch = Arc::new(Dispatch::default());
+        let serving = dispatch.clone();
+        // One serving loop per thread, for the pool's whole life (see `dispatch`).
+        rayon.spawn_broadcast(move |_| serving.serve());
         let shared =
             Arc::new(Shared::new(threads, capacity, config.resolved_spin_wait(), config.slot_wait()));
-        Ok(CpuPool { inner: Arc::new(Inner { rayon, shared }) })
+        Ok(CpuPool { inner: Arc::new(Inner { _rayon: rayon, dispatch, shared }) })
     }
 
     /// Worker threads.
@@ -154,7 +162,7 @@ impl CpuPool {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.inner.rayon.spawn(move || job::run(slot, f, admission_wait, tx));
+        self.inner.dispatch.push(Box::new(move || job::run(slot, f, admission_wait, tx)));
         Sent::new(rx, self.shared_arc())
     }
 
@@ -164,6 +172,14 @@ impl CpuPool {
 
     pub(crate) fn shared_arc(&self) -> Arc<Shared> {
         self.inner.shared.clone()
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: the serving loops finish the queued jobs and
+    /// return, and rayon then ends its threads.
+    fn drop(&mut self) {
+        self.dispatch.close();
     }
 }
 
@@ -230,6 +246,41 @@ pub(crate) mod tests {
         let name = pool.submit(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert!(name.unwrap().starts_with("switchyard-cpu-"));
         assert_eq!(pool.stats().completed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_may_use_rayon_inside_and_its_spawns_still_run() {
+        let pool = pool(2, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sum = pool
+            .submit(move || {
+                // Fire and forget: runs after the job, on a pool thread.
+                rayon::spawn(move || tx.send(rayon::current_thread_index().is_some()).unwrap());
+                let (a, b) = rayon::join(|| (1..=100u64).sum::<u64>(), || (101..=200u64).sum::<u64>());
+                a + b
+            })
+            .await
+            .unwrap();
+        assert_eq!(sum, 20_100);
+        let on_the_pool = rx.recv_timeout(Duration::from_secs(10)).expect("the job's spawn ran");
+        assert!(on_the_pool);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_ends_the_threads() {
+        let pool = pool(2, 0);
+        let alive = Arc::new(());
+        let witness = alive.clone();
+        // A thread-local dropped when the thread exits tells that it did.
+        pool.submit(move || {
+            thread_local!(static HELD: std::cell::RefCell<Option<Arc<()>>> = const { std::cell::RefCell::new(None) });
+            HELD.with(|held| *held.borrow_mut() = Some(witness));
+        })
+        .await
+        .unwrap();
+        assert_eq!(Arc::strong_count(&alive), 2);
+        drop(pool);
+        eventually(|| Arc::strong_count(&alive) == 1).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
