@@ -17,6 +17,13 @@
 //! rarely shorter than that wake-up, so waking exactly one thread per job is
 //! the better trade.
 //!
+//! A thread that has just finished a short job lingers before it sleeps:
+//! for as long as the caller's `linger` allows (the pool grants
+//! `cpu.spin_wait_us` while its recent jobs came back within that time, and
+//! nothing otherwise), it watches the queue with a busy loop and no system
+//! call, so a stream of microsecond jobs is served without a wake-up each,
+//! while a pool of millisecond jobs sleeps at once.
+//!
 //! The threads remain rayon's: a job may still use rayon inside (`join`,
 //! parallel iterators, `spawn`). Work it splits off runs on its own thread,
 //! and on the others only as they finish their jobs and look for more
@@ -24,7 +31,9 @@
 //! parallelism is best effort rather than guaranteed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// One job as the serving loops see it: everything it needs is inside.
 pub(crate) type Task = Box<dyn FnOnce() + Send>;
@@ -34,6 +43,8 @@ pub(crate) type Task = Box<dyn FnOnce() + Send>;
 pub(crate) struct Dispatch {
     state: Mutex<State>,
     work: Condvar,
+    /// The queue's length, readable without the lock by a lingering thread.
+    queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -42,17 +53,22 @@ struct State {
     /// Serving loops waiting on `work`; a push wakes one only if this is
     /// non-zero, so a busy pool costs no wake-up system call.
     sleeping: usize,
+    /// Serving loops watching the queue before they sleep; each takes one
+    /// queued task without being woken.
+    lingering: usize,
     /// Set once: loops finish what is queued, then return.
     closed: bool,
 }
 
 impl Dispatch {
-    /// Queues `task` and wakes a sleeping thread if there is one. The queue
+    /// Queues `task` and wakes a sleeping thread if there is one and no
+    /// lingering thread is left to take the task. The queue
     /// needs no bound of its own: the pool's slots bound what is admitted.
     pub(crate) fn push(&self, task: Task) {
         let mut state = self.lock();
         state.tasks.push_back(task);
-        let wake = state.sleeping > 0;
+        self.queued.fetch_add(1, Ordering::Release);
+        let wake = state.sleeping > 0 && state.tasks.len() > state.lingering;
         drop(state);
         if wake {
             self.work.notify_one();
@@ -60,9 +76,10 @@ impl Dispatch {
     }
 
     /// The serving loop of one pool thread; returns once the dispatch is
-    /// closed and its queue empty.
-    pub(crate) fn serve(&self) {
-        while let Some(task) = self.next() {
+    /// closed and its queue empty. `linger` says how long the thread may
+    /// watch an empty queue before it sleeps.
+    pub(crate) fn serve(&self, linger: impl Fn() -> Duration) {
+        while let Some(task) = self.next(&linger) {
             task();
             // Run what the job left to rayon (a `spawn`, a half of a `join`
             // no one stole) before taking the next job or sleeping.
@@ -76,18 +93,47 @@ impl Dispatch {
         self.work.notify_all();
     }
 
-    fn next(&self) -> Option<Task> {
+    fn next(&self, linger: impl Fn() -> Duration) -> Option<Task> {
         let mut state = self.lock();
+        let mut timed_out = false;
         loop {
             if let Some(task) = state.tasks.pop_front() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
                 return Some(task);
             }
             if state.closed {
                 return None;
             }
+            let budget = if timed_out { Duration::ZERO } else { linger() };
+            if !budget.is_zero() {
+                state.lingering += 1;
+                drop(state);
+                timed_out = !self.watch(budget);
+                state = self.lock();
+                state.lingering -= 1;
+                continue;
+            }
+            timed_out = false;
             state.sleeping += 1;
             state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.sleeping -= 1;
+        }
+    }
+
+    /// Busy-waits, without the lock, until a task is queued (true) or
+    /// `budget` has passed (false).
+    fn watch(&self, budget: Duration) -> bool {
+        let until = Instant::now() + budget;
+        loop {
+            if self.queued.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            // Gives the core to whatever else is runnable there (the
+            // producer, on a small machine), as rayon's idle loop does.
+            std::thread::yield_now();
         }
     }
 
@@ -114,7 +160,7 @@ mod tests {
         }
         dispatch.close();
         // Closed with three tasks queued: all three run before serve returns.
-        dispatch.serve();
+        dispatch.serve(|| Duration::ZERO);
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
     }
 
@@ -124,7 +170,7 @@ mod tests {
         let ran = Arc::new(AtomicUsize::new(0));
         let server = {
             let dispatch = dispatch.clone();
-            std::thread::spawn(move || dispatch.serve())
+            std::thread::spawn(move || dispatch.serve(|| Duration::ZERO))
         };
         // Wait until the loop sleeps, so the push must wake it.
         while dispatch.lock().sleeping == 0 {
@@ -140,5 +186,30 @@ mod tests {
         dispatch.close();
         server.join().unwrap();
         assert_eq!(ran.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn a_lingering_loop_takes_a_task_pushed_meanwhile_without_sleeping() {
+        let dispatch = Arc::new(Dispatch::default());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let server = {
+            let dispatch = dispatch.clone();
+            // Lingers for up to a minute: the push below must be seen by the
+            // busy loop, since the thread never sleeps in that time.
+            std::thread::spawn(move || dispatch.serve(|| Duration::from_secs(60)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(dispatch.lock().sleeping, 0, "still lingering, not asleep");
+        let counter = ran.clone();
+        dispatch.push(Box::new(move || {
+            counter.fetch_add(1, SeqCst);
+        }));
+        while ran.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // A closed dispatch ends even a lingering loop, within its linger.
+        dispatch.push(Box::new(|| ()));
+        dispatch.close();
+        server.join().unwrap();
     }
 }

@@ -279,7 +279,7 @@ where
     shared.telemetry.started();
     let result = catch_unwind(AssertUnwindSafe(f));
     let run = started.elapsed();
-    shared.record_turnaround(queue_wait + run);
+    shared.record_turnaround(queue_wait, run);
     shared.counters.running.fetch_sub(1, Relaxed);
     shared.telemetry.ran(run);
     let outcome = match result {

@@ -64,12 +64,12 @@ impl CpuPool {
             .panic_handler(drop)
             .build()
             .map_err(Error::start)?;
-        let dispatch = Arc::new(Dispatch::default());
-        let serving = dispatch.clone();
-        // One serving loop per thread, for the pool's whole life (see `dispatch`).
-        rayon.spawn_broadcast(move |_| serving.serve());
         let shared =
             Arc::new(Shared::new(threads, capacity, config.resolved_spin_wait(), config.slot_wait()));
+        let dispatch = Arc::new(Dispatch::default());
+        let (serving, policy) = (dispatch.clone(), shared.clone());
+        // One serving loop per thread, for the pool's whole life (see `dispatch`).
+        rayon.spawn_broadcast(move |_| serving.serve(|| policy.idle_linger()));
         Ok(CpuPool { inner: Arc::new(Inner { _rayon: rayon, dispatch, shared }) })
     }
 

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// result, in nanoseconds ([`NO_SAMPLE`] before the first): what a
     /// producer deciding whether to spin can expect.
     recent_turnaround_nanos: AtomicU64,
+    /// The same estimate for the run alone, without the wait for a thread:
+    /// what a lingering thread decides on (see `idle_linger`).
+    recent_run_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -48,6 +51,7 @@ impl Shared {
             spin_wait,
             slot_wait,
             recent_turnaround_nanos: AtomicU64::new(NO_SAMPLE),
+            recent_run_nanos: AtomicU64::new(NO_SAMPLE),
             semaphore: Arc::new(Semaphore::new(capacity)),
             threads,
             capacity,
@@ -69,15 +73,9 @@ impl Shared {
     /// for the next several, and only a run of short ones turns it back on.
     /// Waiting counts because a producer's spin must cover a sleeping thread's
     /// wake-up too: a pool whose threads keep falling asleep stops spinning.
-    pub(crate) fn record_turnaround(&self, turnaround: Duration) {
-        let sample = u64::try_from(turnaround.as_nanos()).unwrap_or(NO_SAMPLE - 1);
-        let _ = self.recent_turnaround_nanos.fetch_update(Relaxed, Relaxed, |old| {
-            Some(match old {
-                NO_SAMPLE => sample,
-                old if sample >= old => old + (sample - old) / 2,
-                old => old - (old - sample) / 8,
-            })
-        });
+    pub(crate) fn record_turnaround(&self, queue_wait: Duration, run: Duration) {
+        track(&self.recent_turnaround_nanos, queue_wait + run);
+        track(&self.recent_run_nanos, run);
     }
 
     /// How long the producer of a job in the pool should spin for its result
@@ -85,10 +83,29 @@ impl Shared {
     /// slots than there are threads) and recent jobs came back within the
     /// spin. Otherwise parking is cheaper than spinning.
     pub(crate) fn spin_budget(&self) -> Option<Duration> {
-        let expected = self.recent_turnaround_nanos.load(Relaxed);
-        let short = expected == NO_SAMPLE || Duration::from_nanos(expected) <= self.spin_wait;
         let starts_at_once = self.held() <= self.threads;
-        (!self.spin_wait.is_zero() && short && starts_at_once).then_some(self.spin_wait)
+        (!self.spin_wait.is_zero() && self.recent_jobs_short() && starts_at_once).then_some(self.spin_wait)
+    }
+
+    /// Whether recent jobs came back within the spin (or none has yet).
+    fn recent_jobs_short(&self) -> bool {
+        let expected = self.recent_turnaround_nanos.load(Relaxed);
+        expected == NO_SAMPLE || Duration::from_nanos(expected) <= self.spin_wait
+    }
+
+    /// How long a pool thread that ran out of jobs may watch the queue
+    /// before it sleeps: the producer's spin, while recent jobs ran within
+    /// it, since a job that short costs less than the wake-up a sleeping
+    /// thread would need for the next one. Decided on the run alone: the
+    /// turnaround includes the wake-up of a thread that did not linger, and
+    /// would keep lingering off once one job had waited for one.
+    pub(crate) fn idle_linger(&self) -> Duration {
+        let run = self.recent_run_nanos.load(Relaxed);
+        if run == NO_SAMPLE || Duration::from_nanos(run) <= self.spin_wait {
+            self.spin_wait
+        } else {
+            Duration::ZERO
+        }
     }
 
     pub(crate) fn settle(&self, outcome: Outcome) {
@@ -159,6 +176,20 @@ impl Drop for Slot {
     }
 }
 
+/// Folds `sample` into a recent-value estimate that rises fast (half the
+/// gap) and falls slowly (an eighth), so one slow job stops the spinning at
+/// once and a run of fast ones is needed to resume it.
+fn track(estimate: &AtomicU64, sample: Duration) {
+    let sample = u64::try_from(sample.as_nanos()).unwrap_or(NO_SAMPLE - 1);
+    let _ = estimate.fetch_update(Relaxed, Relaxed, |old| {
+        Some(match old {
+            NO_SAMPLE => sample,
+            old if sample >= old => old + (sample - old) / 2,
+            old => old - (old - sample) / 8,
+        })
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,26 +227,42 @@ mod tests {
 
         // One job over twice the spin stops the spinning; only a run of
         // short ones brings it back.
-        shared.record_turnaround(Duration::from_micros(1));
+        shared.record_turnaround(Duration::ZERO, Duration::from_micros(1));
         assert!(shared.spin_budget().is_some());
-        shared.record_turnaround(Duration::from_micros(100));
+        shared.record_turnaround(Duration::ZERO, Duration::from_micros(100));
         assert_eq!(shared.spin_budget(), None);
         for _ in 0..3 {
-            shared.record_turnaround(Duration::from_micros(1));
+            shared.record_turnaround(Duration::ZERO, Duration::from_micros(1));
         }
         assert_eq!(shared.spin_budget(), None);
         for _ in 0..20 {
-            shared.record_turnaround(Duration::from_micros(1));
+            shared.record_turnaround(Duration::ZERO, Duration::from_micros(1));
         }
         assert!(shared.spin_budget().is_some());
 
         // The first sample is the estimate: a pool of long jobs never spins.
         let long = Shared::new(1, 4, Duration::from_micros(20), Duration::ZERO);
-        long.record_turnaround(Duration::from_millis(2));
+        long.record_turnaround(Duration::ZERO, Duration::from_millis(2));
         assert_eq!(long.spin_budget(), None);
 
         let never = Shared::new(1, 4, Duration::ZERO, Duration::ZERO);
         assert_eq!(never.spin_budget(), None);
+    }
+
+    #[test]
+    fn an_idle_thread_lingers_after_short_runs_whatever_they_waited_for_a_thread() {
+        let shared = Shared::new(2, 4, Duration::from_micros(20), Duration::ZERO);
+        assert_eq!(shared.idle_linger(), Duration::from_micros(20));
+        // Woken threads made the turnaround long: the producer stops spinning,
+        // but runs of a microsecond still keep the threads lingering.
+        for _ in 0..5 {
+            shared.record_turnaround(Duration::from_micros(80), Duration::from_micros(1));
+        }
+        assert_eq!(shared.spin_budget(), None);
+        assert_eq!(shared.idle_linger(), Duration::from_micros(20));
+        // Long runs: sleep at once.
+        shared.record_turnaround(Duration::ZERO, Duration::from_millis(1));
+        assert_eq!(shared.idle_linger(), Duration::ZERO);
     }
 
     #[test]
