@@ -118,15 +118,13 @@ pub fn open_files_limit() -> Option<u64> {
 
 /// CPU time and context switches of the whole process so far (Linux
 /// `/proc`), to account for where a round trip's time goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessCounters {
     /// User plus system CPU time of all threads (10 ms resolution).
     pub cpu: Duration,
-    /// Voluntary context switches (a thread blocked: futex, epoll) of all
-    /// live threads.
-    pub voluntary_switches: u64,
-    /// Involuntary context switches (a thread was preempted) of all live threads.
-    pub involuntary_switches: u64,
+    /// Voluntary (a thread blocked: futex, epoll) and involuntary (a thread
+    /// was preempted) context switches, per live thread id.
+    switches: std::collections::BTreeMap<u64, (u64, u64)>,
 }
 
 impl ProcessCounters {
@@ -136,14 +134,26 @@ impl ProcessCounters {
         let mut counters = ProcessCounters { cpu, ..ProcessCounters::default() };
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return counters };
         for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             let field = |name: &str| -> u64 {
                 status.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
             };
-            counters.voluntary_switches += field("voluntary_ctxt_switches:");
-            counters.involuntary_switches += field("nonvoluntary_ctxt_switches:");
+            counters
+                .switches
+                .insert(tid, (field("voluntary_ctxt_switches:"), field("nonvoluntary_ctxt_switches:")));
         }
         counters
+    }
+
+    /// Voluntary and involuntary switches since `earlier`, of the threads
+    /// alive now (a thread started meanwhile counts whole). A thread that
+    /// ended meanwhile is left out rather than making the sum go backwards.
+    pub fn switches_since(&self, earlier: &ProcessCounters) -> (u64, u64) {
+        self.switches.iter().fold((0, 0), |(voluntary, involuntary), (tid, &(v, i))| {
+            let (v0, i0) = earlier.switches.get(tid).copied().unwrap_or((0, 0));
+            (voluntary + v.saturating_sub(v0), involuntary + i.saturating_sub(i0))
+        })
     }
 }
 
@@ -167,6 +177,25 @@ mod tests {
         let spin = Spin::calibrate(Duration::from_millis(5));
         let took = (0..5).map(|_| spin.time_once()).min().unwrap();
         assert!(took >= Duration::from_millis(3) && took <= Duration::from_millis(20), "{took:?}");
+    }
+
+    #[test]
+    fn switches_count_per_thread_and_ignore_threads_that_ended() {
+        let before = ProcessCounters::read();
+        // A thread that blocks once and ends before the second read.
+        std::thread::spawn(|| std::thread::sleep(Duration::from_millis(5))).join().unwrap();
+        // This thread blocks a few times: its voluntary switches must show.
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (voluntary, _) = ProcessCounters::read().switches_since(&before);
+        assert!((5..1_000).contains(&voluntary), "{voluntary}");
+        let ended = ProcessCounters {
+            cpu: Duration::ZERO,
+            switches: [(1, (100, 100)), (2, (5, 5))].into_iter().collect(),
+        };
+        let now = ProcessCounters { cpu: Duration::ZERO, switches: [(2, (7, 6))].into_iter().collect() };
+        assert_eq!(now.switches_since(&ended), (2, 1));
     }
 
     #[test]

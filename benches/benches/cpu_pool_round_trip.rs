@@ -289,13 +289,14 @@ where
         rt.block_on(spinner).expect("spinner");
     }
     let per = |x: f64| x / n as f64;
+    let (voluntary, involuntary) = after.switches_since(&before);
     println!(
         "{label:<62} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2}",
         hist.value_at_quantile(0.5) as f64 / 1e3,
         per(wall.as_secs_f64() * 1e6),
         per((after.cpu - before.cpu).as_secs_f64() * 1e6),
-        per((after.voluntary_switches - before.voluntary_switches) as f64),
-        per((after.involuntary_switches - before.involuntary_switches) as f64),
+        per(voluntary as f64),
+        per(involuntary as f64),
     );
 }
 
