@@ -20,6 +20,12 @@
 //!   aborts the process, and leaves the pool serving.
 //! - Dropping a [`Job`] before it starts cancels it; it never runs.
 //! - [`CpuPool::shutdown`] stops admission and drains, bounded by a deadline.
+//! - An idle thread sleeps until a job comes, and a job wakes at most one
+//!   thread; while recent jobs ran within `spin_wait_us`, a thread that ran
+//!   out of work watches the queue that long before it sleeps. Jobs may use
+//!   rayon inside (`join`, parallel iterators, `spawn`); the work they split
+//!   off is shared with the other threads only as those look for work
+//!   between jobs.
 //! - A producer whose job starts at once, in a pool whose recent jobs came
 //!   back quickly, spins for its result for up to `spin_wait_us` (20 µs by
 //!   default) before it parks, since waking a parked reactor costs more than

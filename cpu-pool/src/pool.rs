@@ -3,8 +3,9 @@
 //! The pool owns its threads (never rayon's global pool, which other
 //! libraries in the process may use), named `switchyard-cpu-{i}` so they stand
 //! out in `top -H` and profiles. Submitting is cheap and never blocks a
-//! thread: a producer awaits a slot, then the closure is spawned on the pool
-//! and its result comes back on a oneshot channel.
+//! thread: a producer awaits a slot, then the closure is queued for the
+//! pool's threads (see `dispatch` for why not onto rayon's own queue) and
+//! its result comes back on a oneshot channel.
 //!
 //! # Backpressure
 //!
