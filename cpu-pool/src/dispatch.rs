@@ -150,6 +150,26 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::Arc;
 
+    /// A serving loop on a thread of its own, lingering `linger` each time.
+    fn serving(dispatch: &Arc<Dispatch>, linger: Duration) -> std::thread::JoinHandle<()> {
+        let dispatch = dispatch.clone();
+        std::thread::spawn(move || dispatch.serve(|| linger))
+    }
+
+    /// A task that counts its run in `ran`.
+    fn counting(ran: &Arc<AtomicUsize>) -> Task {
+        let ran = ran.clone();
+        Box::new(move || {
+            ran.fetch_add(1, SeqCst);
+        })
+    }
+
+    fn wait_until_ran(ran: &AtomicUsize) {
+        while ran.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn serves_queued_tasks_in_order_then_returns_once_closed() {
         let dispatch = Dispatch::default();
@@ -168,21 +188,13 @@ mod tests {
     fn a_push_wakes_a_sleeping_loop() {
         let dispatch = Arc::new(Dispatch::default());
         let ran = Arc::new(AtomicUsize::new(0));
-        let server = {
-            let dispatch = dispatch.clone();
-            std::thread::spawn(move || dispatch.serve(|| Duration::ZERO))
-        };
+        let server = serving(&dispatch, Duration::ZERO);
         // Wait until the loop sleeps, so the push must wake it.
         while dispatch.lock().sleeping == 0 {
             std::thread::yield_now();
         }
-        let counter = ran.clone();
-        dispatch.push(Box::new(move || {
-            counter.fetch_add(1, SeqCst);
-        }));
-        while ran.load(SeqCst) == 0 {
-            std::thread::yield_now();
-        }
+        dispatch.push(counting(&ran));
+        wait_until_ran(&ran);
         dispatch.close();
         server.join().unwrap();
         assert_eq!(ran.load(SeqCst), 1);
@@ -192,21 +204,13 @@ mod tests {
     fn a_lingering_loop_takes_a_task_pushed_meanwhile_without_sleeping() {
         let dispatch = Arc::new(Dispatch::default());
         let ran = Arc::new(AtomicUsize::new(0));
-        let server = {
-            let dispatch = dispatch.clone();
-            // Lingers for up to a minute: the push below must be seen by the
-            // busy loop, since the thread never sleeps in that time.
-            std::thread::spawn(move || dispatch.serve(|| Duration::from_secs(60)))
-        };
+        // Lingers for up to a minute: the push below must be seen by the
+        // busy loop, since the thread never sleeps in that time.
+        let server = serving(&dispatch, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(dispatch.lock().sleeping, 0, "still lingering, not asleep");
-        let counter = ran.clone();
-        dispatch.push(Box::new(move || {
-            counter.fetch_add(1, SeqCst);
-        }));
-        while ran.load(SeqCst) == 0 {
-            std::thread::yield_now();
-        }
+        dispatch.push(counting(&ran));
+        wait_until_ran(&ran);
         // A closed dispatch ends even a lingering loop, within its linger.
         dispatch.push(Box::new(|| ()));
         dispatch.close();
