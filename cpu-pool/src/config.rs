@@ -57,6 +57,8 @@ pub struct CpuPoolConfig {
     /// once and the pool's recent jobs came back within this time (from
     /// hand-off to result), and only on a machine with more than one core:
     /// for such jobs waking a parked reactor costs more than the job itself.
+    /// The same time bounds how long a pool thread that ran out of jobs
+    /// watches the queue before it sleeps, while recent jobs ran within it.
     pub spin_wait_us: u64,
     /// Milliseconds a producer may wait for a slot; past it the job is not
     /// run and fails with an error for which
