@@ -1,8 +1,7 @@
 //! The reactor: the tokio runtime every network wait of Switchyard runs on.
 //!
 //! A [`Reactor`] is either *owned* ([`Reactor::new`]: Switchyard builds a
-//! runtime and shuts it down; with one worker, a current-thread runtime on
-//! a dedicated thread, otherwise a multi-thread runtime) or *attached*
+//! multi-thread runtime and shuts it down) or *attached*
 //! ([`Reactor::attach`]: the embedding service already runs tokio and hands
 //! over a [`Handle`]).
 //!
@@ -47,10 +46,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use std::sync::{mpsc, Mutex, PoisonError};
-
 use tokio::runtime::{Builder, Handle, Runtime};
-use tokio::sync::oneshot;
 
 use crate::config::ReactorConfig;
 use crate::error::{Error, Kind, Result};
@@ -65,63 +61,25 @@ pub struct Reactor {
     handle: Handle,
     threads: usize,
     /// `Some` when Switchyard built the runtime and so must shut it down.
-    owned: Option<Owned>,
+    owned: Option<Runtime>,
     _metrics: ReactorMetrics,
 }
 
-/// A runtime Switchyard built.
-enum Owned {
-    /// Several workers: a multi-thread runtime, driven by its own threads.
-    Workers(Runtime),
-    /// One worker: a current-thread runtime, driven by a thread of ours
-    /// until `stop` fires; the thread then hands the runtime back on
-    /// `returned` to be shut down.
-    /// (`returned` sits in a mutex only so that a reactor is `Sync`.)
-    Driven { stop: oneshot::Sender<()>, returned: Mutex<mpsc::Receiver<Runtime>> },
-}
-
 impl Reactor {
-    /// Builds an owned runtime with `config.threads` workers (timers and
-    /// I/O enabled, threads named `switchyard-reactor`).
-    ///
-    /// With one worker, the default, it is a current-thread runtime that a
-    /// dedicated thread drives rather than a multi-thread runtime of one:
-    /// the same single thread runs every task, without the work-stealing
-    /// scheduler's bookkeeping on each wake-up, which at low load is a
-    /// reactor's main cost (BENCHMARKS.md, section 9d).
+    /// Builds an owned multi-thread runtime with `config.threads` workers
+    /// (timers and I/O enabled, threads named `switchyard-reactor`).
     pub fn new(config: &ReactorConfig) -> Result<Reactor> {
         config.validate()?;
-        let start = |e: std::io::Error| Error::new(Kind::Runtime).with(e);
-        if config.threads == 1 {
-            let runtime =
-                Builder::new_current_thread().thread_name(THREAD_NAME).enable_all().build().map_err(start)?;
-            let handle = runtime.handle().clone();
-            let (stop, stopped) = oneshot::channel::<()>();
-            let (hand_back, returned) = mpsc::channel();
-            std::thread::Builder::new()
-                .name(THREAD_NAME.into())
-                .spawn(move || {
-                    // Ends when `stop` fires or is dropped with the reactor.
-                    let _ = runtime.block_on(stopped);
-                    if let Err(mpsc::SendError(runtime)) = hand_back.send(runtime) {
-                        // Nobody waits for it (stopped from async context).
-                        runtime.shutdown_background();
-                    }
-                })
-                .map_err(start)?;
-            let owned = Some(Owned::Driven { stop, returned: Mutex::new(returned) });
-            return Ok(Reactor { handle, threads: 1, owned, _metrics: ReactorMetrics::new(1) });
-        }
         let runtime = Builder::new_multi_thread()
             .worker_threads(config.threads)
             .thread_name(THREAD_NAME)
             .enable_all()
             .build()
-            .map_err(start)?;
+            .map_err(|e| Error::new(Kind::Runtime).with(e))?;
         Ok(Reactor {
             handle: runtime.handle().clone(),
             threads: config.threads,
-            owned: Some(Owned::Workers(runtime)),
+            owned: Some(runtime),
             _metrics: ReactorMetrics::new(config.threads),
         })
     }
@@ -156,52 +114,25 @@ impl Reactor {
     /// whose owner decides how to drive it, and when called from inside any
     /// tokio runtime, where blocking the thread would stall that runtime.
     pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output> {
-        let Some(owned) = &self.owned else {
+        let Some(runtime) = &self.owned else {
             return Err(Error::new(Kind::Runtime).with("block_on needs an owned runtime"));
         };
         if Handle::try_current().is_ok() {
             return Err(Error::new(Kind::Runtime).with("block_on called from async context"));
         }
-        Ok(match owned {
-            Owned::Workers(runtime) => runtime.block_on(future),
-            // The driving thread runs the timers and I/O meanwhile.
-            Owned::Driven { .. } => self.handle.block_on(future),
-        })
+        Ok(runtime.block_on(future))
     }
 
     /// Shuts an owned runtime down, waiting at most `timeout` for its tasks
     /// (including blocking ones) to stop. Does nothing on an attached
     /// reactor.
     pub fn shutdown_timeout(mut self, timeout: Duration) {
-        match self.owned.take() {
-            None => {}
-            // Waiting would block a runtime thread; tokio panics on that.
-            Some(owned) if Handle::try_current().is_ok() => owned.shutdown_background(),
-            Some(Owned::Workers(runtime)) => runtime.shutdown_timeout(timeout),
-            Some(Owned::Driven { stop, returned }) => {
-                let deadline = std::time::Instant::now() + timeout;
-                let _ = stop.send(());
-                // A task stuck on the driving thread keeps the runtime
-                // there; past the deadline it is left to end on its own.
-                let returned = returned.into_inner().unwrap_or_else(PoisonError::into_inner);
-                if let Ok(runtime) = returned.recv_timeout(timeout) {
-                    runtime.shutdown_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
-                }
-            }
-        }
-    }
-}
-
-impl Owned {
-    /// Lets the runtime's threads wind down on their own.
-    fn shutdown_background(self) {
-        match self {
-            Owned::Workers(runtime) => runtime.shutdown_background(),
-            // Dropping `returned` makes the driving thread shut the runtime
-            // down in the background once `stop` ends its loop.
-            Owned::Driven { stop, returned } => {
-                drop(returned);
-                let _ = stop.send(());
+        if let Some(runtime) = self.owned.take() {
+            if Handle::try_current().is_ok() {
+                // Waiting would block a runtime thread; tokio panics on that.
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(timeout);
             }
         }
     }
@@ -209,18 +140,13 @@ impl Owned {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
-        match self.owned.take() {
-            None => {}
-            // Dropping a runtime inside async context panics in tokio; let
-            // its threads wind down on their own instead.
-            Some(owned) if Handle::try_current().is_ok() => owned.shutdown_background(),
-            // The runtime's own drop waits for its workers.
-            Some(Owned::Workers(runtime)) => drop(runtime),
-            Some(Owned::Driven { stop, returned }) => {
-                let _ = stop.send(());
-                // As a multi-thread runtime's drop waits for its workers.
-                drop(returned.into_inner().unwrap_or_else(PoisonError::into_inner).recv());
+        if let Some(runtime) = self.owned.take() {
+            if Handle::try_current().is_ok() {
+                // Dropping a runtime inside async context panics in tokio;
+                // let its threads wind down on their own instead.
+                runtime.shutdown_background();
             }
+            // Otherwise the runtime's own drop waits for its workers.
         }
     }
 }
@@ -258,46 +184,6 @@ mod tests {
     }
 
     #[test]
-    fn one_worker_runs_tasks_timers_and_io_on_its_own_named_thread() {
-        let reactor = Reactor::new(&ReactorConfig { threads: 1 }).unwrap();
-        assert_eq!(reactor.handle().metrics().num_workers(), 1);
-        let caller = std::thread::current().id();
-        let (name, elsewhere, echoed) = reactor
-            .block_on(async move {
-                let task = tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    let addr = listener.local_addr().unwrap();
-                    let (mut client, (mut server, _)) =
-                        tokio::try_join!(tokio::net::TcpStream::connect(addr), listener.accept()).unwrap();
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    client.write_all(b"ping").await.unwrap();
-                    let mut got = [0u8; 4];
-                    server.read_exact(&mut got).await.unwrap();
-                    let me = std::thread::current();
-                    (me.name().map(str::to_owned), me.id() != caller, got)
-                });
-                task.await.unwrap()
-            })
-            .unwrap();
-        assert_eq!(name.as_deref(), Some(THREAD_NAME));
-        assert!(elsewhere, "spawned tasks run on the driving thread, not the caller's");
-        assert_eq!(&echoed, b"ping");
-        reactor.shutdown_timeout(Duration::from_secs(1));
-    }
-
-    #[test]
-    fn shutdown_timeout_gives_up_on_a_task_stuck_on_the_driving_thread() {
-        let reactor = Reactor::new(&ReactorConfig { threads: 1 }).unwrap();
-        // Blocks the only worker thread for 3 s: the deadline must not wait.
-        reactor.handle().spawn(async { std::thread::sleep(Duration::from_secs(3)) });
-        std::thread::sleep(Duration::from_millis(50));
-        let start = std::time::Instant::now();
-        reactor.shutdown_timeout(Duration::from_millis(100));
-        assert!(start.elapsed() < Duration::from_secs(2), "waited {:?}", start.elapsed());
-    }
-
-    #[test]
     fn shutdown_timeout_does_not_wait_for_stuck_blocking_work() {
         let reactor = Reactor::new(&ReactorConfig::default()).unwrap();
         reactor.handle().spawn_blocking(|| std::thread::sleep(Duration::from_secs(5)));
@@ -320,13 +206,9 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_an_owned_reactor_in_async_context_does_not_panic() {
-        // One worker (a driven current-thread runtime) and two (multi-thread).
-        for threads in [1, 2] {
-            let reactor = Reactor::new(&ReactorConfig { threads }).unwrap();
-            assert_eq!(reactor.handle().spawn(async { 5 }).await.unwrap(), 5);
-            let err = reactor.block_on(async {}).unwrap_err();
-            assert!(err.to_string().contains("async context"), "{err}");
-            drop(reactor);
-        }
+        let reactor = Reactor::new(&ReactorConfig::default()).unwrap();
+        let err = reactor.block_on(async {}).unwrap_err();
+        assert!(err.to_string().contains("async context"), "{err}");
+        drop(reactor);
     }
 }
