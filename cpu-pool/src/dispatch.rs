@@ -20,8 +20,8 @@
 //! A thread that has just finished a short job lingers before it sleeps:
 //! for as long as the caller's `linger` allows (the pool grants
 //! `cpu.spin_wait_us` while its recent jobs came back within that time, and
-//! nothing otherwise), it watches the queue with a busy loop and no system
-//! call, so a stream of microsecond jobs is served without a wake-up each,
+//! nothing otherwise), it watches the queue, yielding the core between
+//! looks, so a stream of microsecond jobs is served without a wake-up each,
 //! while a pool of millisecond jobs sleeps at once.
 //!
 //! The threads remain rayon's: a job may still use rayon inside (`join`,
@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(dispatch.lock().sleeping, 0, "still lingering, not asleep");
         dispatch.push(counting(&ran));
         wait_until_ran(&ran);
-        // A closed dispatch ends even a lingering loop, within its linger.
+        // A second task ends the next linger at once; closing then ends
+        // the loop once the queue is empty.
         dispatch.push(Box::new(|| ()));
         dispatch.close();
         server.join().unwrap();

@@ -89,8 +89,13 @@ impl Shared {
 
     /// Whether recent jobs came back within the spin (or none has yet).
     fn recent_jobs_short(&self) -> bool {
-        let expected = self.recent_turnaround_nanos.load(Relaxed);
-        expected == NO_SAMPLE || Duration::from_nanos(expected) <= self.spin_wait
+        self.within_spin(&self.recent_turnaround_nanos)
+    }
+
+    /// Whether an estimate is within the spin, or has no sample yet.
+    fn within_spin(&self, estimate: &AtomicU64) -> bool {
+        let nanos = estimate.load(Relaxed);
+        nanos == NO_SAMPLE || Duration::from_nanos(nanos) <= self.spin_wait
     }
 
     /// How long a pool thread that ran out of jobs may watch the queue
@@ -100,8 +105,7 @@ impl Shared {
     /// turnaround includes the wake-up of a thread that did not linger, and
     /// would keep lingering off once one job had waited for one.
     pub(crate) fn idle_linger(&self) -> Duration {
-        let run = self.recent_run_nanos.load(Relaxed);
-        if run == NO_SAMPLE || Duration::from_nanos(run) <= self.spin_wait {
+        if self.within_spin(&self.recent_run_nanos) {
             self.spin_wait
         } else {
             Duration::ZERO
