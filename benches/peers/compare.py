@@ -8,8 +8,8 @@ Redis and MySQL), ``gevent/<cores>`` (``gevent_peer.py --procs <cores>``),
 ``hybrid@eqcpu``: ``hybrid`` at the ``--rounds`` that make its CPU step alone cost
 what Python's costs at the default 400 rounds (calibrated in this invocation).
 
-For every model, the ceiling (the highest rate it sustains: throughput >= 99 %
-of the offered rate and slowdown p99 <= 1.25) is bisected between a rate it
+For every model, the ceiling (the highest rate it sustains: >= 99 % of the tasks
+released in the window completed, and slowdown p99 <= 1.25) is bisected between a rate it
 sustains and one it does not, from a start bracket per model (``--bracket``):
 the lower end is halved while it fails, the upper doubled while it sustains,
 then the geometric middle is tried until ``hi / lo <= --tolerance`` or
@@ -244,7 +244,7 @@ def run_once(ctx: Context, model: Model, rate: float, round_: int, position: int
     keys = report if report is not None else {k: None for k in pz1.REPORT_KEYS}
     row.update({k: keys[k] for k in pz1.REPORT_KEYS})
     row["rate"] = rate
-    row["sustains"] = report is not None and pz1.sustains(report, rate)
+    row["sustains"] = report is not None and pz1.sustains(report)
     alone = pz1.parse_cpu_alone_line(stderr) or {}
     row["cpu_alone_transform_ms"] = alone.get("transform_ms")
     row["cpu_alone_sha_ms"] = alone.get("sha_ms")
@@ -366,9 +366,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--smoke", action="store_true",
                    help="a quick check: one step (each model at its bracket's low end, 10/s unless --bracket), "
-                        "8 s runs, warmup 3, drain 10, repeats 1. A check of the machinery, not a measure: in a "
-                        "5 s window the throughput of a fixed schedule can fall a few tasks short of the offered "
-                        "rate (tasks still in flight at the window's end), so a model may show 'not sustained' there")
+                        "8 s runs, warmup 3, drain 10, repeats 1. A check of the machinery, not a measure: "
+                        "a 5 s window holds too few tasks for a tail figure")
     p.add_argument("--models", default=None,
                    help="comma-separated (default hybrid,hybrid/1,reactor-only,gevent/<cores>,prefork/<workers>,hybrid@eqcpu)")
     p.add_argument("--bracket", type=parse_brackets, default={},

@@ -358,8 +358,17 @@ class PureFunctionTests(unittest.TestCase):
         self.assertAlmostEqual(r["slowdown_p99"], 1.0)
         self.assertAlmostEqual(r["throughput"], 11 / 3)
         self.assertAlmostEqual(r["upstream_rps"], 36 / 3)
-        self.assertTrue(pz1.sustains({"throughput": 3.96, "slowdown_p99": 1.25}, 4.0))
-        self.assertFalse(pz1.sustains({"throughput": None, "slowdown_p99": 1.0}, 4.0))
+        self.assertFalse(pz1.sustains(r))  # 11 of 12: one task of the window failed
+        self.assertTrue(pz1.sustains(dict(r, completed=12, errors=0)))
+        # 2,723 of 2,750 is 99.02 %, 2,722 is 98.98 %; the slowdown limit is inclusive.
+        self.assertTrue(pz1.sustains({"completed": 2723, "errors": 27, "slowdown_p99": 1.25}))
+        self.assertFalse(pz1.sustains({"completed": 2722, "errors": 28, "slowdown_p99": 1.0}))
+        self.assertFalse(pz1.sustains({"completed": 2750, "errors": 0, "slowdown_p99": 1.2500001}))
+        self.assertFalse(pz1.sustains({"completed": 2750, "errors": 0, "slowdown_p99": None}))
+        self.assertFalse(pz1.sustains({"completed": 0, "errors": 0, "slowdown_p99": None}))
+        # Throughput (tasks finished inside the window) short of 99 % of the rate does not
+        # decide: a task released at the window's end finishes after it.
+        self.assertTrue(pz1.sustains({"completed": 53, "errors": 0, "slowdown_p99": 1.02, "throughput": 52 / 17}))
         line = json.loads(pz1.report_json(dict(r, latency_max_ms=math.nan)))
         self.assertEqual(list(line), list(pz1.REPORT_KEYS))
         self.assertIsNone(line["latency_max_ms"])

@@ -86,7 +86,7 @@ pub use params::{
 };
 pub use pipeline::{pz1_pipeline, pz1_steps, Pz1Requests, Pz1Transform, PZ1_SEEN_PREFIX, PZ_RUNS_TABLE};
 pub use report::{
-    percentile, sustains, Report, REPORT_KEYS, SUSTAIN_MAX_SLOWDOWN_P99, SUSTAIN_THROUGHPUT_FRACTION,
+    percentile, sustains, Report, REPORT_KEYS, SUSTAIN_COMPLETED_FRACTION, SUSTAIN_MAX_SLOWDOWN_P99,
 };
 pub use schedule::{schedule, Task};
 pub use task_queue::TaskQueue;

@@ -238,7 +238,7 @@ fn parent(args: &BenchArgs) -> anyhow::Result<()> {
                 let (model, source) = combos[index];
                 let run = Run { model, source, rate, round };
                 let (result, steal_share) = run_measured(args, run, &upstream_url, local_upstream.as_ref())?;
-                let ok = sustains(&result.report, rate);
+                let ok = sustains(&result.report);
                 sustained[index].0 += u32::from(ok);
                 sustained[index].1 += 1;
                 rows.push(Row { label: label(model, source), rate, result, ok, steal_share });
