@@ -173,6 +173,40 @@ def headline(rows: Sequence[dict[str, Any]], cores: int) -> list[str]:
     return out
 
 
+def memory_at_ceiling(rows: Sequence[dict[str, Any]], label: str) -> Optional[tuple[float, float]]:
+    """(ceiling, median peak memory MB of its undisturbed runs there), or None."""
+    lo = ceilings(rows).get(label, (None, None))[0]
+    if lo is None:
+        return None
+    s = stats(r.get("peak_rss_mb") for r in usable(points_of(rows)[(label, lo)]))
+    return None if s is None else (lo, s[0])
+
+
+def memory_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Each peer's memory at its own ceiling against each Switchyard model's at its own:
+    the ratio of the two, and each one's memory per task/s of its ceiling (all from this
+    invocation). A peer that needs more processes to reach a higher ceiling (prefork/W)
+    shows here what that ceiling costs in memory."""
+    labels = labels_in_order(r for r in rows if r.get("kind") != "calibration")
+    rust = [l for l in labels if not l.startswith(("gevent", "prefork"))]
+    peers = [l for l in labels if l.startswith(("gevent", "prefork"))]
+    out = []
+    for b in peers:
+        mb = memory_at_ceiling(rows, b)
+        for a in rust:
+            ma = memory_at_ceiling(rows, a)
+            if mb and ma and ma[1] > 0:
+                out.append(f"| {b} / {a} | {fmt_rate(mb[0])} | {mb[1]:.1f} | {fmt_rate(ma[0])} | {ma[1]:.1f} | "
+                           f"{mb[1] / ma[1]:.1f}× | {(mb[1] / mb[0]) / (ma[1] / ma[0]):.0f}× |")
+    if not out:
+        return []
+    return ["Memory at each model's own ceiling (median peak of its undisturbed runs there; one process: VmHWM, "
+            "several: the peak of their summed PSS):", "",
+            "| peer / Switchyard | peer's ceiling | peer's MB | Switchyard's ceiling | Switchyard's MB "
+            "| peer's MB ÷ Switchyard's | per task/s of ceiling |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |", *out, ""]
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[str]) -> str:
     lines = ["# PZ-1: each model's ceiling, Switchyard and the Python peers, one invocation", ""]
     lines += [f"_{footer_of(meta)}_", "", "| parameter | value |", "| --- | --- |"]
@@ -237,6 +271,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[
     if ratio_lines:
         lines += ["Ceiling ratios (both ceilings from this invocation; a ceiling is a lower bound within the bisection's tolerance):", "",
                   "| ratio | value |", "| --- | ---: |", *ratio_lines, ""]
+    lines += memory_section(rows)
     mc = machine_ceiling(rows, int(meta.get("machine", {}).get("cores", CORES)))
     if mc:
         hyb = ceil.get("hybrid", (None, None))[0]

@@ -241,6 +241,27 @@ class HeadlineTest(unittest.TestCase):
         self.assertAlmostEqual(mc["ceiling_without_upstream"], 2e3 / (1.7 + 0.3))
 
 
+class MemoryTest(unittest.TestCase):
+    def test_each_peer_at_its_ceiling_against_each_switchyard_model_at_its_own(self):
+        def run(label, rate, ok, rss, disturbed=False):
+            return {"label": label, "rate": rate, "sustains": ok, "disturbed": disturbed, "slowdown_p99": 1.1 if ok else 3,
+                    "throughput": rate, "peak_rss_mb": rss}
+        rows = [run("prefork/16", 20, True, 220), run("prefork/16", 25, False, 221),
+                run("prefork/64", 80, True, 880), run("prefork/64", 80, True, 900),
+                run("prefork/64", 80, True, 5000, disturbed=True), run("prefork/64", 90, False, 905),
+                run("hybrid", 1000, True, 50), run("hybrid", 1100, False, 70)]
+        lines = report.memory_section(rows)
+        self.assertEqual(lines[4], "| prefork/16 / hybrid | 20 | 220.0 | 1000 | 50.0 | 4.4× | 220× |")
+        self.assertEqual(lines[5], "| prefork/64 / hybrid | 80 | 890.0 | 1000 | 50.0 | 17.8× | 222× |",
+                         "the disturbed run is left out, and the rate above the ceiling too")
+        self.assertEqual(len(lines), 7)
+
+    def test_nothing_without_a_ceiling_on_both_sides(self):
+        rows = [{"label": "prefork/16", "rate": 20, "sustains": False, "slowdown_p99": 3, "throughput": 5, "peak_rss_mb": 220},
+                {"label": "hybrid", "rate": 900, "sustains": True, "slowdown_p99": 1.1, "throughput": 900, "peak_rss_mb": 50}]
+        self.assertEqual(report.memory_section(rows), [])
+
+
 class TailTest(unittest.TestCase):
     def test_every_rate_runs_the_given_times_alternating_order(self):
         (model,) = compare.parse_models("hybrid", 2, 16)
