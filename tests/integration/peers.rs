@@ -8,7 +8,10 @@ use std::process::Command;
 #[test]
 fn the_python_peers_reproduce_the_pz1_vectors_and_the_comparison_holds() {
     let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/peers");
-    let run = Command::new("python3").args(["-m", "unittest", "-v", "test_pz1", "test_compare"]).current_dir(&peers).output();
+    let run = Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_pz1", "test_compare"])
+        .current_dir(&peers)
+        .output();
     let output = match run {
         Ok(output) => output,
         Err(e) if !switchyard_tests::services_required() => {
