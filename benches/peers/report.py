@@ -173,13 +173,25 @@ def headline(rows: Sequence[dict[str, Any]], cores: int) -> list[str]:
     return out
 
 
-def memory_at_ceiling(rows: Sequence[dict[str, Any]], label: str) -> Optional[tuple[float, float]]:
-    """(ceiling, median peak memory MB of its undisturbed runs there), or None."""
-    lo = ceilings(rows).get(label, (None, None))[0]
-    if lo is None:
-        return None
-    s = stats(r.get("peak_rss_mb") for r in usable(points_of(rows)[(label, lo)]))
-    return None if s is None else (lo, s[0])
+#: Label prefixes of the Python peers; every other label is one of Switchyard's models.
+PEER_PREFIXES = ("gevent", "prefork")
+
+
+def switchyard_and_peers(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The labels split into Switchyard's models and the Python peers, each in order."""
+    return ([l for l in labels if not l.startswith(PEER_PREFIXES)],
+            [l for l in labels if l.startswith(PEER_PREFIXES)])
+
+
+def memory_at_ceilings(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per label with a ceiling: (ceiling, median peak memory MB of its undisturbed runs there)."""
+    pts = points_of(rows)
+    out = {}
+    for label, (lo, _) in ceilings(rows).items():
+        s = None if lo is None else stats(r.get("peak_rss_mb") for r in usable(pts[(label, lo)]))
+        if s is not None:
+            out[label] = (lo, s[0])
+    return out
 
 
 def memory_section(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -187,17 +199,15 @@ def memory_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     the ratio of the two, and each one's memory per task/s of its ceiling (all from this
     invocation). A peer that needs more processes to reach a higher ceiling (prefork/W)
     shows here what that ceiling costs in memory."""
-    labels = labels_in_order(r for r in rows if r.get("kind") != "calibration")
-    rust = [l for l in labels if not l.startswith(("gevent", "prefork"))]
-    peers = [l for l in labels if l.startswith(("gevent", "prefork"))]
+    rust, peers = switchyard_and_peers(labels_in_order(r for r in rows if r.get("kind") != "calibration"))
+    mem = memory_at_ceilings(rows)
     out = []
-    for b in peers:
-        mb = memory_at_ceiling(rows, b)
-        for a in rust:
-            ma = memory_at_ceiling(rows, a)
-            if mb and ma and ma[1] > 0:
-                out.append(f"| {b} / {a} | {fmt_rate(mb[0])} | {mb[1]:.1f} | {fmt_rate(ma[0])} | {ma[1]:.1f} | "
-                           f"{mb[1] / ma[1]:.1f}× | {(mb[1] / mb[0]) / (ma[1] / ma[0]):.0f}× |")
+    for b in (p for p in peers if p in mem):
+        (cb, mb) = mem[b]
+        for a in (r for r in rust if r in mem and mem[r][1] > 0):
+            (ca, ma) = mem[a]
+            out.append(f"| {b} / {a} | {fmt_rate(cb)} | {mb:.1f} | {fmt_rate(ca)} | {ma:.1f} | "
+                       f"{mb / ma:.1f}× | {(mb / cb) / (ma / ca):.0f}× |")
     if not out:
         return []
     return ["Memory at each model's own ceiling (median peak of its undisturbed runs there; one process: VmHWM, "
@@ -260,8 +270,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], charts: Sequence[
                      f"{', '.join(str(x) for x in rounds)} | {alone_txt} |")
     lines.append("")
     # Ratios, from this invocation only.
-    rust = [l for l in labels if not l.startswith(("gevent", "prefork"))]
-    peers = [l for l in labels if l.startswith(("gevent", "prefork"))]
+    rust, peers = switchyard_and_peers(labels)
     ratio_lines = []
     for a in rust:
         for b in peers:
